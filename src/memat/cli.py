@@ -75,10 +75,42 @@ def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         print(line.format(*r).rstrip())
 
 
+# --------------------------------------------------------------------------- memat model
+def _add_model(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser(
+        "model",
+        help="prepare a model (the embedded default is converted once from GGUF to a cached checkpoint)",
+        description="Load a model by Hugging Face id, local path or 'gemma3-270m' and print its intervention sites.",
+    )
+    p.add_argument("name", nargs="?", default="gemma3-270m", help="model id, path, or gemma3-270m (default)")
+    p.add_argument("--refresh", action="store_true", help="re-convert the embedded GGUF even if cached")
+    p.set_defaults(func=_cmd_model)
+
+
+def _cmd_model(args: argparse.Namespace) -> int:
+    from .models import EMBEDDED_ALIASES, embedded_checkpoint, load_model
+
+    if args.name in EMBEDDED_ALIASES:
+        print(f"embedded checkpoint: {embedded_checkpoint(refresh=args.refresh)}")
+    lm = load_model(args.name, device="cpu")
+    rows = [
+        ("model_type", lm.config.model_type),
+        ("layers", str(lm.n_layers)),
+        ("heads / kv heads / head dim", f"{lm.n_heads} / {lm.n_kv_heads} / {lm.head_dim}"),
+        ("mlp_out (MEMIT)", lm.spec.mlp_out),
+        ("attn_out (heads)", lm.spec.attn_out),
+        ("post_mlp_norm", str(lm.spec.post_mlp_norm)),
+        ("final_norm / unembed", f"{lm.spec.final_norm} / {lm.spec.unembed}"),
+    ]
+    _print_table(("property", "value"), rows)
+    return 0
+
+
 # --------------------------------------------------------------------------- entry point
 #: Subcommand name -> function adding its parser (and ``func`` default) to the subparsers.
 SUBCOMMANDS: dict[str, AddParser] = {
     "data": _add_data,
+    "model": _add_model,
 }
 
 

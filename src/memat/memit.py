@@ -272,18 +272,39 @@ def _rms_gain(norm_module: torch.nn.Module, d: int, device, dtype) -> torch.Tens
     return y
 
 
+def _nearest_on_rms_image(y: torch.Tensor, g: torch.Tensor, iters: int = 100) -> torch.Tensor:
+    """argmin_v ||g * v - y|| subject to rms(v) = 1, row by row (the image of an RMS norm with gain g).
+
+    Lagrange: v_i = g_i y_i / (g_i^2 + mu), with mu > -min g_i^2 found by bisection so that
+    mean(v^2) = 1 (the left-hand side decreases in mu). Dividing by g directly would blow up in the
+    channels where g is small.
+    """
+    d = y.shape[-1]
+    gy = g * y
+    g2 = g * g
+    lo = torch.full(y.shape[:-1] + (1,), float(-g2.min()), dtype=y.dtype, device=y.device)
+    lo = lo + 1e-9 * (1 + lo.abs())
+    hi = (gy.norm(dim=-1, keepdim=True) / d**0.5 + g2.max()).clamp(min=1.0)
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        too_big = ((gy / (g2 + mid)) ** 2).mean(-1, keepdim=True) > 1
+        lo = torch.where(too_big, mid, lo)
+        hi = torch.where(too_big, hi, mid)
+    v = gy / (g2 + hi)
+    return v / v.pow(2).mean(-1, keepdim=True).sqrt()
+
+
 def _through_post_norm(m: torch.Tensor, resid: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """MLP-output targets [n, d] such that g * m'/rms(m') is the reachable point nearest to
-    g * m/rms(m) + resid, with m' the closest such vector to m."""
+    """Change of the MLP output [n, d] such that the normed output g * m'/rms(m') is the reachable point
+    nearest to g * m/rms(m) + resid, with m' (any positive multiple gives the same image) the one
+    closest to m."""
     d = m.shape[-1]
-    rms = m.pow(2).mean(-1, keepdim=True).sqrt().clamp(min=1e-12)
-    y = g * m / rms + resid
-    safe_g = torch.where(g.abs() < 1e-6, torch.full_like(g, 1e-6), g)
-    u = y / safe_g
-    v = u / u.pow(2).mean(-1, keepdim=True).sqrt().clamp(min=1e-12)  # rms(v) = 1: reachable
-    s = (v * m).sum(-1, keepdim=True) / (v * v).sum(-1, keepdim=True)
-    s = torch.maximum(s, 0.1 * m.norm(dim=-1, keepdim=True) / d**0.5)
-    return s * v - m
+    m64, r64, g64 = m.double(), resid.double(), g.double()
+    rms = m64.pow(2).mean(-1, keepdim=True).sqrt().clamp(min=1e-12)
+    v = _nearest_on_rms_image(g64 * m64 / rms + r64, g64)
+    s = (v * m64).sum(-1, keepdim=True) / (v * v).sum(-1, keepdim=True)
+    s = torch.maximum(s, 0.1 * m64.norm(dim=-1, keepdim=True) / d**0.5)
+    return (s * v - m64).to(m.dtype)
 
 
 class MemitDelta:
@@ -375,11 +396,14 @@ def compute_memit(
     contexts: Sequence[str] | None = None,
     lang: str | None = None,
     progress: bool = True,
+    targets: tuple[torch.Tensor, list[dict]] | None = None,
 ) -> MemitDelta:
     """Compute a MEMIT edit; the model's weights are the same before and after (exceptions included).
 
     ``requests`` may be :class:`EditRequest` or :class:`EditCase` (then ``lang`` picks the view).
     ``stats`` maps each layer to E[k k^T]; without it ``hp.mom2_adjustment`` must be False.
+    ``targets`` = ``(zs, logs)`` from an earlier :func:`compute_targets` with the same requests, last
+    layer and optimisation settings skips that step (hyperparameter sweeps of the solve).
     """
     if requests and isinstance(requests[0], EditCase):
         if lang is None:
@@ -395,7 +419,10 @@ def compute_memit(
     if contexts is None:
         contexts = context_templates(lm, lang or "en", hp.context_templates)
     z_layer = hp.layers[-1]
-    zs, _, logs = compute_targets(lm, requests, hp, contexts, progress)
+    if targets is None:
+        zs, _, logs = compute_targets(lm, requests, hp, contexts, progress)
+    else:
+        zs, logs = targets
 
     params = dict(lm.model.named_parameters())
     wnames = {l: lm.name_of("mlp_out", l) + ".weight" for l in hp.layers}

@@ -1,0 +1,46 @@
+# memat: the README's two commands are `make reproduce` and `make test`.
+PYTHON ?= python
+TORCH_VERSION ?= 2.13.0
+# A local copy of the raw data sets (folders as in data/README.md); empty: download from pinned sources.
+DATA_SOURCE ?= $(if $(MEMAT_DATA_SOURCE),$(MEMAT_DATA_SOURCE),$(if $(wildcard ../shared/data),$(abspath ../shared/data),))
+export MEMAT_DATA_SOURCE := $(DATA_SOURCE)
+PAPERMILL ?= $(PYTHON) -m papermill --log-level WARNING
+NOTEBOOKS := notebooks/02_crosslingual_memit.ipynb
+
+.PHONY: setup data model reproduce test test-fast notebooks bench clean-runs
+
+## setup: install torch (CPU build here, unless one is installed) and memat with its test extras
+setup:
+	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
+	$(PYTHON) -m pip install -e ".[dev]"
+	$(PYTHON) -m ipykernel install --user --name python3 >/dev/null
+
+## data: raw data sets, verified by sha256 (copied from $(DATA_SOURCE) or downloaded)
+data:
+	$(PYTHON) -m memat.cli data
+
+## model: convert the embedded GGUF once into the cached checkpoint
+model:
+	$(PYTHON) -m memat.cli model
+
+## reproduce: set up, then run the main experiment (cross-lingual MEMIT, Fig. 1) into runs/
+reproduce: setup data model
+	mkdir -p runs
+	$(PAPERMILL) notebooks/02_crosslingual_memit.ipynb runs/02_crosslingual_memit.ipynb --cwd notebooks
+	@echo "figures in figures/, metrics in results/, executed notebooks in runs/"
+
+## test: unit tests, integration tests on the embedded model, and nbval over the notebooks
+test:
+	$(PYTHON) -m pytest tests notebooks --nbval --nbval-sanitize-with .nbval-sanitize.cfg --nbval-cell-timeout 3000
+
+## test-fast: unit tests on tiny models only
+test-fast:
+	$(PYTHON) -m pytest tests -m "not slow"
+
+## notebooks: re-run the notebooks in place on their defaults (commit the outputs afterwards)
+notebooks:
+	for nb in $(NOTEBOOKS); do $(PAPERMILL) $$nb $$nb --cwd notebooks || exit 1; done
+
+## bench: speed and memory tables
+bench:
+	$(PYTHON) benchmarks/bench_memit.py

@@ -1,0 +1,142 @@
+"""Glue shared by the notebooks: paths, case selection, atomic outputs (figures, results JSON).
+
+Notebooks are for communication, this module is for repetition: a notebook's cells call these
+functions and keep only parameters, narration and figures.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .data.loaders import subject_jaccard
+from .data.records import EditCase
+
+__all__ = [
+    "project_root",
+    "figures_dir",
+    "results_dir",
+    "save_figure",
+    "write_results",
+    "jaccard_table",
+    "select_by_jaccard",
+    "jaccard_group",
+    "to_jsonable",
+]
+
+
+def project_root() -> Path:
+    """The nearest directory above the working directory with a pyproject.toml (notebooks run in
+    ``notebooks/``), else the source checkout this package was imported from, else the CWD."""
+    for d in [Path.cwd(), *Path.cwd().parents]:
+        if (d / "pyproject.toml").exists() and (d / "src" / "memat").is_dir():
+            return d
+    here = Path(__file__).resolve().parents[2]
+    return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+def figures_dir() -> Path:
+    d = project_root() / "figures"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def results_dir() -> Path:
+    d = project_root() / "results"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_figure(fig, name: str, formats: Sequence[str] = ("png", "pdf"), dpi: int = 150) -> list[Path]:
+    """Save ``fig`` as ``figures/<name>.<fmt>`` for each format, atomically (reproducible PDFs)."""
+    out = []
+    for fmt in formats:
+        path = figures_dir() / f"{name}.{fmt}"
+        meta = {"CreationDate": None} if fmt == "pdf" else ({"Software": None} if fmt == "png" else None)
+        _atomic_write_bytes(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=meta))
+        out.append(path)
+    return out
+
+
+def to_jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): to_jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [to_jsonable(v) for v in x]
+    if isinstance(x, pd.DataFrame):
+        return to_jsonable(x.to_dict(orient="records"))
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating, float)):
+        x = float(x)
+        return None if math.isnan(x) or math.isinf(x) else x
+    if isinstance(x, np.bool_):
+        return bool(x)
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def write_results(name: str, payload: dict) -> Path:
+    """Write ``results/<name>.json`` atomically; tables and paper.md are built from these files."""
+    path = results_dir() / f"{name}.json"
+    text = json.dumps(to_jsonable(payload), indent=1, sort_keys=False, ensure_ascii=False)
+    _atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+    return path
+
+
+def jaccard_group(j: float) -> str:
+    """The groups of the paper's Fig. 1: identical subject tokens, or at most half shared."""
+    if j == 1.0:
+        return "J=1"
+    if j <= 0.5:
+        return "J<=0.5"
+    return "0.5<J<1"
+
+
+def jaccard_table(cases: Sequence[EditCase], l1: str, l2: str, tokenizer) -> pd.DataFrame:
+    rows = []
+    for c in cases:
+        j = subject_jaccard(c, l1, l2, tokenizer)
+        rows.append({"case_id": c.case_id, "subject_" + l1: c[l1].subject, "subject_" + l2: c[l2].subject,
+                     "jaccard": j, "group": jaccard_group(j)})
+    return pd.DataFrame(rows)
+
+
+def select_by_jaccard(
+    cases: Sequence[EditCase], l1: str, l2: str, tokenizer, n: int, seed: int = 0,
+    groups: Sequence[str] = ("J=1", "J<=0.5"),
+) -> tuple[list[EditCase], pd.DataFrame]:
+    """``n`` cases having both languages, split as evenly as possible between ``groups``
+    (seeded; the input order is kept). Returns the cases and their Jaccard table."""
+    both = [c for c in cases if l1 in c.langs and l2 in c.langs]
+    table = jaccard_table(both, l1, l2, tokenizer)
+    rng = random.Random(seed)
+    chosen: set = set()
+    per = [n // len(groups) + (1 if i < n % len(groups) else 0) for i in range(len(groups))]
+    for g, k in zip(groups, per):
+        ids = list(table.case_id[table.group == g])
+        if len(ids) < k:
+            raise ValueError(f"only {len(ids)} cases in group {g} ({l1}->{l2}); asked for {k}")
+        chosen.update(rng.sample(ids, k))
+    sel = [c for c in both if c.case_id in chosen]
+    return sel, table[table.case_id.isin(chosen)].reset_index(drop=True)

@@ -1,0 +1,48 @@
+"""Figures of the paper, drawn with seaborn from the tables of :mod:`memat.evaluate`."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg") if matplotlib.get_backend().lower() == "" else None
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+__all__ = ["crosslingual_bars"]
+
+
+def crosslingual_bars(table: pd.DataFrame, l1: str, l2: str, metrics=("ES", "PS", "NS"), title: str | None = None):
+    """Fig. 1: success metrics before/after an L1 edit, in L1 and L2, per subject-Jaccard group.
+
+    ``table`` has columns group, lang, model ("unedited"/"MEMIT"), metric, mean, ci.
+    """
+    sns.set_theme(style="whitegrid", context="paper")
+    t = table[table.metric.isin(metrics)]
+    groups = list(dict.fromkeys(t.group))
+    fig, axes = plt.subplots(len(groups), 2, figsize=(7.5, 2.6 * len(groups)), sharey=True, squeeze=False)
+    for r, g in enumerate(groups):
+        for c, lang in enumerate((l1, l2)):
+            ax = axes[r][c]
+            sub = t[(t.group == g) & (t.lang == lang)]
+            order = list(metrics)
+            hue_order = list(dict.fromkeys(sub.model))
+            sns.barplot(data=sub, x="metric", y="mean", hue="model", order=order, hue_order=hue_order, ax=ax,
+                        palette="colorblind", errorbar=None)
+            # error bars: the 95% intervals over cases
+            for i, cont in enumerate(ax.containers):
+                m = hue_order[i]
+                vals = sub[sub.model == m].set_index("metric").reindex(order)
+                xs = [bar.get_x() + bar.get_width() / 2 for bar in cont]
+                ax.errorbar(xs, vals["mean"], yerr=vals["ci"], fmt="none", ecolor="black", capsize=2, lw=0.8)
+            n = int(sub.n.max()) if len(sub) else 0
+            ax.set_title(f"evaluated in {lang} · {g} (n={n})", fontsize=9)
+            ax.set_xlabel("")
+            ax.set_ylabel("%" if c == 0 else "")
+            ax.set_ylim(0, 105)
+            if r or c:
+                ax.get_legend().remove() if ax.get_legend() else None
+            else:
+                ax.legend(fontsize=7, loc="lower left")
+    fig.suptitle(title or f"MEMIT edits in {l1}, evaluated in {l1} and {l2}", fontsize=10)
+    fig.tight_layout()
+    return fig
