@@ -163,5 +163,7 @@ def load_hparams(name: str | Path | dict, cls=MemitHparams, kind: str = "memit",
         source = str(path)
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):  # e.g. a YAML list: report it as check_types would, not as AttributeError
+        raise HparamsError(f"{source}: expected a mapping of hyperparameters, got {type(data).__name__}")
     data.update(overrides)
     return check_types(cls, data, source)

@@ -93,8 +93,10 @@ def context_templates(lm: LoadedModel, lang: str, spec: Sequence[Sequence[int]] 
             prompts = [seeds[i % len(seeds)] for i in range(count)]
             for p in prompts:
                 ids = torch.tensor([token_ids(tok, p)], device=lm.device)
+                n_seed = len(token_ids(tok, p, bos=False))
+                # as MEMIT's generate_fast: `length` tokens in all, the seed word(s) included
                 gen = lm.model.generate(
-                    ids, attention_mask=torch.ones_like(ids), max_new_tokens=length, do_sample=True, top_k=5,
+                    ids, attention_mask=torch.ones_like(ids), max_new_tokens=max(1, length - n_seed), do_sample=True, top_k=5,
                     pad_token_id=tok.pad_token_id,
                 )
                 text = tok.decode(gen[0], skip_special_tokens=True).replace("{", " ").replace("}", " ").strip()
@@ -191,6 +193,7 @@ def _targets_chunk(lm, reqs, hp: MemitHparams, contexts, z_layer):
     delta = torch.zeros(n, h0.shape[-1], device=dev, requires_grad=True)
     opt = torch.optim.Adam([delta], lr=hp.v_lr)
     done = torch.zeros(n, dtype=torch.bool, device=dev)
+    steps = torch.zeros(n, dtype=torch.long)  # loss evaluations of each edit until it stopped
     hist = []
     for it in range(hp.v_num_grad_steps):
         h = h0.index_put((row_all, look), delta[edit_all], accumulate=True).to(h0.dtype)
@@ -200,11 +203,13 @@ def _targets_chunk(lm, reqs, hp: MemitHparams, contexts, z_layer):
         row_nll = -torch.zeros(n_rows, device=dev).index_add(0, tgt_rows, tok_lp) / tok_per_row.clamp(min=1)
         nll = torch.zeros(n, device=dev).index_add(0, edit_all, row_nll * is_rw) / rows_per_edit
         kl_lp = F.log_softmax(lm.logits(out[kl_rows, kl_idx]).float(), -1)
-        kl_row = (kl_init.exp() * (kl_init - kl_lp)).sum(-1)
+        # as MEMIT's kl_div(init, current, log_target=True): KL(current || init)
+        kl_row = (kl_lp.exp() * (kl_lp - kl_init)).sum(-1)
         kl = torch.zeros(n, device=dev).index_add(0, kl_edit, kl_row) / kl_per_edit.clamp(min=1)
         wd = hp.v_weight_decay * delta.norm(dim=-1) / init_norm**2
         loss = nll + hp.kl_factor * kl + wd
         hist.append({"nll": nll.detach().cpu(), "kl": kl.detach().cpu(), "loss": loss.detach().cpu()})
+        steps += (~done).long().cpu()
         done |= loss.detach() < hp.early_stop_loss
         if bool(done.all()) or it == hp.v_num_grad_steps - 1:
             break
@@ -222,7 +227,7 @@ def _targets_chunk(lm, reqs, hp: MemitHparams, contexts, z_layer):
     for e, q in enumerate(reqs):
         logs.append({
             "case_id": q.case_id,
-            "steps": len(hist),
+            "steps": int(steps[e]),
             "nll_start": float(hist[0]["nll"][e]),
             "nll_end": float(hist[-1]["nll"][e]),
             "kl_end": float(hist[-1]["kl"][e]),
@@ -231,12 +236,23 @@ def _targets_chunk(lm, reqs, hp: MemitHparams, contexts, z_layer):
     return target_init + delta, target_init, logs
 
 
+def _context_weights(contexts: Sequence[str]) -> torch.Tensor:
+    """MEMIT averages keys within each context type, then over the types: the bare prompt ``"{}"`` is
+    one type and the generated prefixes another, so the bare prompt weighs 1/2, not 1/len(contexts)."""
+    plain = torch.tensor([c == "{}" for c in contexts], dtype=torch.float)
+    n_plain, n_other = float(plain.sum()), float(len(contexts) - plain.sum())
+    if n_plain == 0 or n_other == 0:
+        return torch.full((len(contexts),), 1.0 / len(contexts))
+    return torch.where(plain.bool(), 0.5 / n_plain, 0.5 / n_other)
+
+
 @torch.no_grad()
 def _keys_and_states(lm, reqs, layer: int, z_layer: int, contexts, batch_size: int):
     """Mean key over contexts [n, m], current z-layer state of the plain prompt [n, d], and the
     current MLP output for the mean key [n, d]."""
     tok = lm.tokenizer
     mlp_name, z_name = lm.name_of("mlp_out", layer), lm.name_of("layer", z_layer)
+    weights = _context_weights(contexts).to(lm.device)
     keys, zs = [], []
     for s in range(0, len(reqs), batch_size):
         chunk = reqs[s : s + batch_size]
@@ -251,7 +267,8 @@ def _keys_and_states(lm, reqs, layer: int, z_layer: int, contexts, batch_size: i
             lm.model(**b.to_model_kwargs(), use_cache=False)
         rows = torch.arange(len(seqs), device=lm.device)
         li = torch.tensor(look, device=lm.device)
-        k = td[mlp_name].input[rows, li].float().view(len(chunk), len(contexts), -1).mean(1)
+        k = td[mlp_name].input[rows, li].float().view(len(chunk), len(contexts), -1)
+        k = (k * weights[None, :, None]).sum(1)
         zo = td[z_name].output
         zo = zo[0] if isinstance(zo, tuple) else zo
         z = zo[rows, li].float().view(len(chunk), len(contexts), -1)[:, 0]
@@ -266,9 +283,14 @@ def _rms_gain(norm_module: torch.nn.Module, d: int, device, dtype) -> torch.Tens
     x = torch.full((1, d), c, device=device, dtype=dtype)
     y = norm_module(x).float()[0]
     # for an RMS norm this is exact up to eps / c^2; check the module really is one
-    x2 = torch.randn(1, d, device=device, dtype=dtype)
-    if not torch.allclose(norm_module(x2 * 3.0).float(), norm_module(x2).float(), rtol=1e-3, atol=1e-4):
-        raise TypeError(f"{type(norm_module).__name__} is not scale-invariant; post_mlp_norm must be an RMS norm")
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    x2 = torch.randn(1, d, generator=gen).to(device=device, dtype=dtype)
+    y2 = norm_module(x2).float()
+    scale_invariant = torch.allclose(norm_module(x2 * 3.0).float(), y2, rtol=1e-3, atol=1e-4)
+    shift_invariant = torch.allclose(norm_module(x2 + 1.0).float(), y2, rtol=1e-3, atol=1e-4)
+    if not scale_invariant or shift_invariant:
+        raise TypeError(f"{type(norm_module).__name__} is not an RMS norm (scale-invariant, not shift-invariant); "
+                        "post_mlp_norm must be one")
     return y
 
 
@@ -447,8 +469,10 @@ def compute_memit(
             K = keys.double().T  # [m, n]
             R = target.double().T  # [d, n]
             A = K @ K.T
-            if hp.mom2_adjustment:
-                A = A + hp.mom2_update_weight * stats[layer].to(A.device).double()
+            # lambda E[k k^T]; without statistics the identity (ROME's mom2_adjustment=False): K K^T alone is
+            # singular whenever there are fewer edits than key dimensions
+            C = stats[layer].to(A.device).double() if hp.mom2_adjustment else torch.eye(A.shape[0], dtype=A.dtype, device=A.device)
+            A = A + hp.mom2_update_weight * C
             adj_k = torch.linalg.solve(A, K)
             upd = (R @ adj_k.T).to(W.dtype)  # [d_out, d_in]
             upd = upd if lm.spec.weight_layout == "out_in" else upd.T

@@ -154,9 +154,10 @@ def _save_atomic(path: Path, mom2: torch.Tensor, meta: dict) -> None:
 @torch.no_grad()
 def compute_second_moments(
     lm: LoadedModel, layers: Sequence[int], texts: Sequence[str], max_len: int = 128, batch_size: int = 16,
-    progress: bool = True,
+    progress: bool = True, skip_bos: bool = True,
 ) -> tuple[dict[int, torch.Tensor], int]:
-    """E[k k^T] (float64) of the ``mlp_out`` inputs of ``layers`` over every real token of ``texts``."""
+    """E[k k^T] (float64) of the ``mlp_out`` inputs of ``layers`` over every real token of ``texts``
+    (the BOS token excluded unless ``skip_bos=False``)."""
     names = {lm.name_of("mlp_out", l): l for l in layers}
     d = lm.mlp_out_weight(layers[0]).shape[1]
     acc = {l: torch.zeros(d, d, dtype=torch.float64, device=lm.device) for l in layers}
@@ -170,6 +171,8 @@ def compute_second_moments(
         with TraceDict(lm.model, list(names), retain_input=True, retain_output=False, stop=True) as td:
             lm.model(**batch.to_model_kwargs(), use_cache=False)
         m = batch.attention_mask.bool()
+        if skip_bos and tok.bos_token_id is not None:
+            m &= batch.input_ids != tok.bos_token_id  # never a MEMIT key; an outlier in Llama/Gemma
         for name, l in names.items():
             k = td[name].input[m].double()
             acc[l] += k.T @ k
@@ -192,11 +195,12 @@ def layer_stats(
 ) -> dict[int, torch.Tensor]:
     """Second moments of the MEMIT keys of ``layers`` (cached); one pass for all the layers missing."""
     layers = sorted(set(layers))
-    fp = model_fingerprint(lm, max(layers))
+    fps = {l: model_fingerprint(lm, l) for l in layers}
     out, todo = {}, []
     for l in layers:
+        fp = fps[l]
         meta = {"model": lm.name, "fingerprint": fp, "layer": l, "corpus": corpus, "lang": lang,
-                "n_samples": n_samples, "max_len": max_len, "dtype": dtype}
+                "n_samples": n_samples, "max_len": max_len, "dtype": dtype, "skip_bos": True}
         path = _cache_path(lm, l, corpus, lang, n_samples, max_len, dtype, fp)
         got = _load_cached(path, meta) if use_cache else None
         if got is None:
@@ -209,9 +213,10 @@ def layer_stats(
             warnings.warn(f"corpus {corpus!r} ({lang}) has only {len(texts)} usable lines, fewer than mom2_n_samples={n_samples}")
         moms, count = compute_second_moments(lm, todo, texts, max_len, batch_size, progress)
         for l, m in moms.items():
+            fp = fps[l]
             m = m.to(getattr(torch, dtype)).cpu()
             meta = {"model": lm.name, "fingerprint": fp, "layer": l, "corpus": corpus, "lang": lang,
-                    "n_samples": n_samples, "max_len": max_len, "dtype": dtype, "tokens": count}
+                    "n_samples": n_samples, "max_len": max_len, "dtype": dtype, "skip_bos": True, "tokens": count}
             if use_cache:
                 _save_atomic(_cache_path(lm, l, corpus, lang, n_samples, max_len, dtype, fp), m, meta)
             out[l] = m.to(lm.device)
