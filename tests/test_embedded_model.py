@@ -81,3 +81,37 @@ def test_intervention_sites(embedded):
         check_attn_heads(lm, batch, layer)
         assert check_post_mlp_norm(lm, batch, layer)
     check_final_logits(lm, batch)
+
+
+def test_memit_edit_on_embedded_model(embedded):
+    """Integration: the embedded preset edits two Catalan facts; the rewrite prompts then prefer the new
+    targets, the weights come back bit for bit, and a saved delta reloads to the same edit."""
+    import os
+    import tempfile
+
+    from memat.data import EditCase, LangView
+    from memat.evaluate import evaluate_cases
+    from memat.hparams import load_hparams
+    from memat.memit import MemitDelta, compute_memit
+
+    lm = embedded
+    cases = [
+        EditCase(1, {"ca": LangView("França", "París", "Roma", "Pregunta: Quina és la capital de {}?\nResposta:",
+                                    kl_prompts=("{} és un",))}),
+        EditCase(2, {"ca": LangView("Alemanya", "Berlín", "Lisboa", "Pregunta: Quina és la capital d'{}?\nResposta:",
+                                    kl_prompts=("{} és un",))}),
+    ]
+    before_df = evaluate_cases(lm, cases, ["ca"], progress=False, kinds=("rewrite",))
+    assert not before_df.success.all(), "the unedited model should not already prefer the new targets"
+    hp = load_hparams("gemma3-270m", mom2_adjustment=False, mom2_update_weight=1.0)  # identity prior
+    state = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    delta = compute_memit(lm, cases, hp, lang="ca", contexts=["{}"], progress=False)
+    with delta.applied(lm):
+        after = evaluate_cases(lm, cases, ["ca"], progress=False, kinds=("rewrite",))
+    assert after.success.all(), after[["case_id", "nll_new", "nll_true"]]
+    assert all(torch.equal(v, state[k]) for k, v in lm.model.state_dict().items())
+    with tempfile.TemporaryDirectory() as d:
+        path = delta.save(os.path.join(d, "delta.safetensors"))
+        again = MemitDelta.load(path)
+    assert set(again.deltas) == set(delta.deltas)
+    assert all(torch.equal(again.deltas[k], delta.deltas[k]) for k in delta.deltas)
