@@ -48,7 +48,7 @@ def nb02():
             "import pandas as pd\n"
             "import torch\n\n"
             "from memat import evaluate, experiments, memit, models, plots, stats\n"
-            "from memat.data import load_dataset\n"
+            
             "from memat.hparams import load_hparams\n\n"
             "random.seed(SEED); np.random.seed(SEED); torch.manual_seed(SEED)\n"
             'pd.set_option("display.precision", 1)\n'
@@ -59,7 +59,7 @@ def nb02():
         ),
         new_markdown_cell("## Cases\nCases with both languages; half with identical subject tokens (J = 1), half with J ≤ 0.5."),
         new_code_cell(
-            "ds = load_dataset(DATASET, source_dir=DATA_SOURCE, langs=(L1, L2) if L1 != L2 else (L1,))\n"
+            "ds = experiments.load_cases(DATASET, (L1, L2), source_dir=DATA_SOURCE)\n"
             "print(ds.summary())\n"
             "cases, jac = experiments.select_by_jaccard(ds.cases, L1, L2, lm.tokenizer, N_EDITS, SEED)\n"
             'print(jac.group.value_counts().sort_index().to_string())\n'

@@ -140,3 +140,23 @@ def select_by_jaccard(
         chosen.update(rng.sample(ids, k))
     sel = [c for c in both if c.case_id in chosen]
     return sel, table[table.case_id.isin(chosen)].reset_index(drop=True)
+
+
+def load_cases(dataset: str, langs: Sequence[str], source_dir=None):
+    """Load an editing data set with the languages a notebook needs (single-language sets such as the
+    EasyEdit CounterFact take ``lang``, multilingual ones ``langs``); a missing language is an error
+    naming the data set."""
+    from .data import load_dataset
+
+    langs = tuple(dict.fromkeys(langs))
+    if dataset == "counterfact_easyedit_full":
+        if langs != ("en",):
+            raise ValueError(f"{dataset} is English only; asked for languages {langs}")
+        return load_dataset(dataset, source_dir=source_dir, lang="en")
+    kw = {"source_dir": source_dir} if dataset in ("bmike53_counterfact",) else {}
+    try:
+        return load_dataset(dataset, langs=langs, **kw)
+    except TypeError:  # a single-language file format
+        if len(langs) != 1:
+            raise ValueError(f"{dataset} holds one language; asked for {langs}") from None
+        return load_dataset(dataset, lang=langs[0], **kw)
