@@ -1,9 +1,6 @@
 """Figures of the paper, drawn with seaborn from the tables of :mod:`memat.evaluate`."""
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg") if matplotlib.get_backend().lower() == "" else None
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -29,8 +26,8 @@ def crosslingual_bars(table: pd.DataFrame, l1: str, l2: str, metrics=("ES", "PS"
             sns.barplot(data=sub, x="metric", y="mean", hue="model", order=order, hue_order=hue_order, ax=ax,
                         palette="colorblind", errorbar=None)
             # error bars: the 95% intervals over cases
-            for i, cont in enumerate(ax.containers):
-                m = hue_order[i]
+            bars = list(ax.containers)[: len(hue_order)]  # errorbar() below adds containers of its own
+            for m, cont in zip(hue_order, bars):
                 vals = sub[sub.model == m].set_index("metric").reindex(order)
                 xs = [bar.get_x() + bar.get_width() / 2 for bar in cont]
                 ax.errorbar(xs, vals["mean"], yerr=vals["ci"], fmt="none", ecolor="black", capsize=2, lw=0.8)
