@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,6 +16,7 @@ import pandas as pd
 
 from .data.loaders import subject_jaccard
 from .data.records import EditCase
+from .io import atomic_path
 
 __all__ = [
     "project_root",
@@ -55,15 +54,8 @@ def results_dir() -> Path:
 
 
 def _atomic_write_bytes(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp:
+        write(str(tmp))
 
 
 def save_figure(fig, name: str, formats: Sequence[str] = ("png", "pdf"), dpi: int = 150) -> list[Path]:

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -42,6 +40,7 @@ from .data.records import EditCase
 from .forward import TailRunner, encode, subject_last_index, token_ids
 from .hooks import TraceDict
 from .hparams import MemitHparams
+from .io import atomic_path
 from .models import LoadedModel
 
 __all__ = [
@@ -388,16 +387,9 @@ class MemitDelta:
         from safetensors.torch import save_file
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.deltas.items()}, tmp,
+        with atomic_path(path) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.deltas.items()}, str(tmp),
                       metadata={"memat": json.dumps(self.meta, default=str)})
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
         return path
 
     @classmethod

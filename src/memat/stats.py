@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import random
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -23,6 +20,7 @@ from tqdm.auto import tqdm
 
 from .forward import encode, token_ids
 from .hooks import TraceDict
+from .io import atomic_path
 from .models import LoadedModel, cache_dir
 
 __all__ = ["corpus_lines", "heldout_lines", "layer_stats", "model_fingerprint", "StatsCacheError"]
@@ -138,17 +136,10 @@ def _load_cached(path: Path, meta_expected: dict) -> torch.Tensor | None:
 def _save_atomic(path: Path, mom2: torch.Tensor, meta: dict) -> None:
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {k: str(v) for k, v in meta.items()}
     meta["sha256"] = hashlib.sha256(mom2.contiguous().numpy().tobytes()).hexdigest()
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({"mom2": mom2.contiguous()}, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp:
+        save_file({"mom2": mom2.contiguous()}, str(tmp), metadata=meta)
 
 
 @torch.no_grad()

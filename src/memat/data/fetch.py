@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Union
 
+from ..io import atomic_path
 from .sources import DataSource, SourceFile, get_source, REGISTRY
 
 ENV_DATA_DIR = "MEMAT_DATA_DIR"
@@ -129,12 +129,9 @@ def write_verified(dest: Path, chunks: Iterable[bytes], expected_sha: str, origi
     The bytes go to a temporary file in ``dest``'s folder; on a mismatch (or any error) the temporary
     file is removed and ``dest`` is left untouched.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(dest) as tmp:
         h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
+        with open(tmp, "wb") as out:
             for chunk in chunks:
                 h.update(chunk)
                 out.write(chunk)
@@ -143,10 +140,6 @@ def write_verified(dest: Path, chunks: Iterable[bytes], expected_sha: str, origi
         actual = h.hexdigest()
         if actual != expected_sha:
             raise ChecksumError(str(dest), expected_sha, actual, origin)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------- ensure

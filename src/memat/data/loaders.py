@@ -84,11 +84,11 @@ import json
 import os
 import random
 import string
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+from ..io import atomic_write_text
 from .records import EditCase, LangView, RecordError
 
 # --------------------------------------------------------------------------- constants
@@ -934,17 +934,7 @@ def _memat_lang_record(case: EditCase, lang: str, view: LangView) -> dict[str, A
 
 
 def _atomic_write_text(dest: Path, text: str) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, dest)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    atomic_write_text(dest, text)
 
 
 # --------------------------------------------------------------------------- format detection / dispatch
