@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import time
 
 from memat import evaluate, experiments, memit, models, stats

@@ -17,7 +17,6 @@ interval is the normal approximation ``mean ± 1.96 s / sqrt(n)`` over cases (``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Sequence
 

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import torch
 
-from .hooks import StopForward, Trace
+from .hooks import Trace
 from .models import LoadedModel
 
 __all__ = ["Batch", "encode", "token_ids", "subject_last_index", "hidden_at_final_norm", "TailRunner"]
