@@ -23,7 +23,7 @@ from .hooks import TraceDict
 from .io import atomic_path
 from .models import LoadedModel, cache_dir
 
-__all__ = ["corpus_lines", "heldout_lines", "layer_stats", "model_fingerprint", "StatsCacheError"]
+__all__ = ["corpus_lines", "heldout_lines", "layer_stats", "model_fingerprint", "model_fingerprints", "StatsCacheError"]
 
 HELDOUT_LINES = 200  # the last lines of each corpus are never used for statistics
 
@@ -85,23 +85,42 @@ def heldout_lines(corpus: str, lang: str, n: int = 100, source_dir=None) -> list
     return tail[:n]
 
 
-def model_fingerprint(lm: LoadedModel, upto_layer: int) -> str:
-    """A hash of the model's config and of every parameter that feeds the keys of ``upto_layer``."""
-    h = hashlib.sha256()
-    h.update(json.dumps(lm.model.config.to_dict(), sort_keys=True, default=str).encode())
-    prefix_ok = [f"{lm.spec.layers}.{j}." for j in range(upto_layer + 1)]
+def model_fingerprints(lm: LoadedModel, layers: Sequence[int]) -> dict[int, str]:
+    """For each layer, a hash of the model's config and of every parameter that feeds its keys
+    (embeddings and blocks up to that layer). Every parameter is read once, whatever the number of layers."""
+    base = hashlib.sha256(json.dumps(lm.model.config.to_dict(), sort_keys=True, default=str).encode())
+    per_block: dict[int, "hashlib._Hash"] = {}
+    prefix = lm.spec.layers + "."
+    deepest = max(layers)
     for name, p in lm.model.named_parameters():
-        if name.startswith(lm.spec.layers) and not any(name.startswith(px) for px in prefix_ok):
-            continue
         if name.startswith(lm.spec.unembed) or name.startswith(lm.spec.final_norm):
             continue
+        if name.startswith(prefix):
+            j = int(name[len(prefix):].split(".", 1)[0])
+            if j > deepest:
+                continue
+            h = per_block.setdefault(j, hashlib.sha256())
+        else:
+            h = base
         t = p.detach()
         if t.numel() > 4_000_000:  # large embeddings: hash a strided sample plus exact moments
             t = torch.cat([t.flatten()[:: max(1, t.numel() // 1_000_000)], t.double().sum().reshape(1).float(),
                            t.double().square().sum().reshape(1).float()])
         h.update(name.encode())
         h.update(t.float().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    out = {}
+    for l in layers:
+        h = base.copy()
+        for j in range(l + 1):
+            if j in per_block:
+                h.update(per_block[j].digest())
+        out[l] = h.hexdigest()[:16]
+    return out
+
+
+def model_fingerprint(lm: LoadedModel, upto_layer: int) -> str:
+    """A hash of the model's config and of every parameter that feeds the keys of ``upto_layer``."""
+    return model_fingerprints(lm, [upto_layer])[upto_layer]
 
 
 def _cache_path(lm, layer, corpus, lang, n, max_len, dtype, fp) -> Path:
@@ -186,14 +205,13 @@ def layer_stats(
 ) -> dict[int, torch.Tensor]:
     """Second moments of the MEMIT keys of ``layers`` (cached); one pass for all the layers missing."""
     layers = sorted(set(layers))
-    fps = {l: model_fingerprint(lm, l) for l in layers}
+    fps = model_fingerprints(lm, layers)
+    metas = {l: {"model": lm.name, "fingerprint": fps[l], "layer": l, "corpus": corpus, "lang": lang,
+                 "n_samples": n_samples, "max_len": max_len, "dtype": dtype, "skip_bos": True} for l in layers}
+    paths = {l: _cache_path(lm, l, corpus, lang, n_samples, max_len, dtype, fps[l]) for l in layers}
     out, todo = {}, []
     for l in layers:
-        fp = fps[l]
-        meta = {"model": lm.name, "fingerprint": fp, "layer": l, "corpus": corpus, "lang": lang,
-                "n_samples": n_samples, "max_len": max_len, "dtype": dtype, "skip_bos": True}
-        path = _cache_path(lm, l, corpus, lang, n_samples, max_len, dtype, fp)
-        got = _load_cached(path, meta) if use_cache else None
+        got = _load_cached(paths[l], metas[l]) if use_cache else None
         if got is None:
             todo.append(l)
         else:
@@ -204,11 +222,8 @@ def layer_stats(
             warnings.warn(f"corpus {corpus!r} ({lang}) has only {len(texts)} usable lines, fewer than mom2_n_samples={n_samples}")
         moms, count = compute_second_moments(lm, todo, texts, max_len, batch_size, progress)
         for l, m in moms.items():
-            fp = fps[l]
             m = m.to(getattr(torch, dtype)).cpu()
-            meta = {"model": lm.name, "fingerprint": fp, "layer": l, "corpus": corpus, "lang": lang,
-                    "n_samples": n_samples, "max_len": max_len, "dtype": dtype, "skip_bos": True, "tokens": count}
             if use_cache:
-                _save_atomic(_cache_path(lm, l, corpus, lang, n_samples, max_len, dtype, fp), m, meta)
+                _save_atomic(paths[l], m, {**metas[l], "tokens": count})
             out[l] = m.to(lm.device)
     return {l: out[l] for l in layers}
