@@ -39,7 +39,7 @@ reproduce: setup data model
 
 ## test: unit tests, integration tests on the embedded model, and nbval over the notebooks
 test:
-	$(PYTHON) -m pytest tests notebooks --nbval --nbval-sanitize-with .nbval-sanitize.cfg --nbval-cell-timeout 3000
+	$(PYTHON) -m pytest tests notebooks --nbval --nbval-sanitize-with .nbval-sanitize.cfg --nbval-cell-timeout 3000 --durations=30
 
 ## test-fast: unit tests on tiny models only
 test-fast:
