@@ -595,3 +595,34 @@ def test_cached_memit_reuses_only_identical_edits(tmp_path, monkeypatch):
     assert len(calls) == 5
     memit_mod.cached_memit(lm, REQS, hp, stats, "en", progress=False, cache=False)
     assert len(calls) == 6
+
+
+def test_cached_targets_are_per_request_and_shared_between_edits(tmp_path, monkeypatch):
+    """A request's target vector is optimised once: a later edit of a subset (or of a superset) of the
+    requests computes only the targets it has never seen, and its delta matches a fresh computation."""
+    monkeypatch.setenv("MEMAT_CACHE", str(tmp_path))
+    lm = make_tiny_model("llama")
+    layers = [1, 2]
+    stats = {l: torch.eye(lm.mlp_out_weight(l).shape[1]) for l in layers}
+    hp = _hp(layers, v_num_grad_steps=3, context_templates=[[3, 1]])
+    seen = []
+    real = memit_mod.compute_targets
+    monkeypatch.setattr(memit_mod, "compute_targets", lambda lm_, reqs, *a, **k: seen.append(len(reqs)) or real(lm_, reqs, *a, **k))
+    memit_mod.cached_memit(lm, REQS[:2], hp, stats, "en", progress=False)
+    assert seen == [2]
+    sub = memit_mod.cached_memit(lm, REQS[1:2], hp, stats, "en", progress=False)  # new delta key, cached target
+    assert seen == [2]
+    full = memit_mod.cached_memit(lm, REQS, hp, stats, "en", progress=False)  # only the third target is new
+    assert seen == [2, len(REQS) - 2]
+    assert len(list((tmp_path / "targets").rglob("*.safetensors"))) == len(REQS)
+    ctx = memit_mod.context_templates(lm, "en", hp.context_templates, seed=0)
+    for reqs, got in ((REQS[1:2], sub), (REQS, full)):
+        fresh = memit_mod.compute_memit(lm, reqs, hp, stats=stats, lang="en", progress=False, contexts=ctx)
+        for k in fresh.deltas:
+            torch.testing.assert_close(got.deltas[k], fresh.deltas[k], rtol=1e-4, atol=1e-6)
+        assert [t["case_id"] for t in got.meta["targets"]] == [q.case_id for q in reqs]
+    # a target depends on the optimisation settings and the contexts, not on the covariance weight
+    keys = memit_mod.target_cache_keys(lm, REQS, hp, ctx)
+    assert memit_mod.target_cache_keys(lm, REQS, dataclasses.replace(hp, mom2_update_weight=7.0), ctx) == keys
+    assert memit_mod.target_cache_keys(lm, REQS, dataclasses.replace(hp, v_lr=hp.v_lr * 2), ctx)[0] != keys[0]
+    assert memit_mod.target_cache_keys(lm, REQS, hp, ctx[:1])[0] != keys[0]

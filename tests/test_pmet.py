@@ -485,3 +485,28 @@ def test_hparams_defaults_and_attn_lr():
     assert load_hparams({"layers": [1], "attn_v_lr": 0}, cls=PmetHparams).attn_lr == 0.0
     assert isinstance(load_hparams({"layers": [1], "attn_v_lr": 1}, cls=PmetHparams).attn_v_lr, float)
     assert hp.residual_spread == "sqrt" and hp.to_dict()["argmax_nll_decay"] == 0.1
+
+
+def test_cached_memit_dispatches_pmet_and_keys_it_apart(tmp_path, monkeypatch):
+    """cached_memit with PMET hyperparameters computes and caches a PMET edit (not a MEMIT one), under a
+    key different from MEMIT's with the same shared settings."""
+    from memat import memit as memit_mod
+    from memat import pmet as pmet_mod
+    from memat.memit import MemitHparams
+
+    monkeypatch.setenv("MEMAT_CACHE", str(tmp_path))
+    lm = make_tiny_model("llama")
+    layers = [1, 2]
+    stats = {l: torch.eye(lm.mlp_out_weight(l).shape[1]) for l in layers}
+    hp = _hp(layers, v_num_grad_steps=2, context_templates=[[3, 1]])
+    calls = []
+    real = pmet_mod.compute_pmet
+    monkeypatch.setattr(pmet_mod, "compute_pmet", lambda *a, **k: calls.append(1) or real(*a, **k))
+    a = memit_mod.cached_memit(lm, REQS, hp, stats, "en", progress=False)
+    b = memit_mod.cached_memit(lm, REQS, hp, stats, "en", progress=False)
+    assert len(calls) == 1
+    direct = real(lm, REQS, hp, stats=stats, lang="en", contexts=memit_mod.context_templates(lm, "en", hp.context_templates, seed=0))
+    assert all(torch.equal(direct.deltas[k], b.deltas[k]) and torch.equal(a.deltas[k], b.deltas[k]) for k in direct.deltas)
+    shared = {f.name: getattr(hp, f.name) for f in dataclasses.fields(MemitHparams)}
+    k_memit = memit_mod.memit_cache_key(lm, REQS, MemitHparams(**shared), "en")
+    assert memit_mod.memit_cache_key(lm, REQS, hp, "en") != k_memit

@@ -505,6 +505,75 @@ def compute_memit(
 
 
 # --------------------------------------------------------------------------- cached edits
+_TARGET_FIELDS = ("v_num_grad_steps", "v_lr", "v_weight_decay", "clamp_norm_factor", "kl_factor", "early_stop_loss",
+                  "fact_token")
+
+
+def target_cache_keys(lm: LoadedModel, requests: Sequence[EditRequest], hp: MemitHparams, contexts: Sequence[str]) -> list[str]:
+    """One sha256 per request of everything its target vector depends on: the model's weights (all
+    blocks), device type and dtype, the last edited layer, the optimisation settings, the request (prompt,
+    subject, new target, KL prompts) and the contexts. A request's target does not depend on the other
+    requests of its batch (its own delta, loss and early stop), so targets are cached one by one."""
+    import hashlib
+
+    from .stats import model_fingerprints
+
+    top = lm.n_layers - 1
+    base = json.dumps({
+        "model": model_fingerprints(lm, [top])[top],
+        "device": lm.device.type,
+        "dtype": str(lm.dtype),
+        "z_layer": hp.layers[-1],
+        "opt": {f: getattr(hp, f) for f in _TARGET_FIELDS},
+        "contexts": list(contexts),
+        "version": 1,
+    }, sort_keys=True, default=str)
+    return [hashlib.sha256((base + json.dumps([q.prompt, q.subject, q.target_new, list(q.kl_prompts)])).encode()).hexdigest()
+            for q in requests]
+
+
+def cached_targets(
+    lm: LoadedModel, requests: Sequence[EditRequest], hp: MemitHparams, contexts: Sequence[str], progress: bool = True,
+) -> tuple[torch.Tensor, list[dict]]:
+    """:func:`compute_targets` with a per-request disk cache (``<cache dir>/targets/<model>/<key>.safetensors``):
+    only the requests never optimised with these settings are computed (in batches of ``hp.batch_size``).
+    Returns ``(z [n, d], logs)`` for ``compute_memit(..., targets=...)``. The target optimisation is most of
+    a MEMIT edit's time; the solve is cheap, so edits of overlapping request sets (the nested sets of the
+    scaling experiment, the joint edit of both languages) share their targets."""
+    from safetensors.torch import load_file, save_file
+
+    from .models import cache_dir
+
+    requests = list(requests)
+    keys = target_cache_keys(lm, requests, hp, contexts)
+    folder = cache_dir() / "targets" / lm.name.replace("/", "__")
+    found: dict[int, tuple[torch.Tensor, dict]] = {}
+    for i, key in enumerate(keys):
+        path = folder / f"{key[:32]}.safetensors"
+        if path.is_file():
+            try:
+                from safetensors import safe_open
+
+                with safe_open(str(path), framework="pt") as f:
+                    meta = f.metadata() or {}
+                if meta.get("key") == key:
+                    found[i] = (load_file(str(path))["z"], json.loads(meta["log"]))
+            except Exception:  # unreadable: recompute
+                pass
+    missing = [i for i in range(len(requests)) if i not in found]
+    if missing:
+        zs, _, logs = compute_targets(lm, [requests[i] for i in missing], hp, contexts, progress)
+        folder.mkdir(parents=True, exist_ok=True)
+        for j, i in enumerate(missing):
+            z = zs[j].detach().float().cpu().contiguous()
+            found[i] = (z, logs[j])
+            with atomic_path(folder / f"{keys[i][:32]}.safetensors") as tmp:
+                save_file({"z": z}, str(tmp), metadata={"key": keys[i], "log": json.dumps(logs[j])})
+    z = torch.stack([found[i][0] for i in range(len(requests))]).to(lm.device)
+    logs = [dict(found[i][1], case_id=requests[i].case_id) for i in range(len(requests))]
+    return z, logs
+
+
 def memit_cache_key(
     lm: LoadedModel, requests: Sequence[EditRequest], hp: MemitHparams, lang: str, context_seed: int = 0,
     stats_key: str = "",
@@ -528,6 +597,8 @@ def memit_cache_key(
         "stats": stats_key,
         "version": 1,
     }
+    if type(hp).__name__ != "MemitHparams":  # PMET (MEMIT's own keys are unchanged)
+        payload["method"] = type(hp).__name__
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -541,7 +612,7 @@ def cached_memit(
     cache: bool = True,
     context_seed: int = 0,
 ) -> MemitDelta:
-    """:func:`compute_memit` with an on-disk cache (``<cache dir>/deltas/<model>/<key>.safetensors``).
+    """:func:`compute_memit` (or :func:`memat.pmet.compute_pmet` for PMET hyperparameters) with an on-disk cache (``<cache dir>/deltas/<model>/<key>.safetensors``).
 
     Several notebooks edit the same cases with the same model and settings (02, 03 and 04 share their
     Catalan edits); the second one loads the delta instead of recomputing it. The key
@@ -554,9 +625,20 @@ def cached_memit(
     from .models import cache_dir
 
     requests = requests_from_cases(cases, lang) if cases and isinstance(cases[0], EditCase) else list(cases)
+
+    def compute():
+        contexts = context_templates(lm, lang, hp.context_templates, seed=context_seed)
+        if type(hp).__name__ == "PmetHparams":
+            from .pmet import compute_pmet
+
+            return compute_pmet(lm, requests, hp, stats=stats, lang=lang, progress=progress, contexts=contexts)
+        if not cache:
+            return compute_memit(lm, requests, hp, stats=stats, lang=lang, progress=progress, contexts=contexts)
+        return compute_memit(lm, requests, hp, stats=stats, lang=lang, progress=progress, contexts=contexts,
+                             targets=cached_targets(lm, requests, hp, contexts, progress))
+
     if not cache:
-        return compute_memit(lm, requests, hp, stats=stats, lang=lang, progress=progress,
-                             contexts=context_templates(lm, lang, hp.context_templates, seed=context_seed))
+        return compute()
     h = hashlib.sha256()
     for layer in sorted(stats or {}):
         h.update(str(layer).encode())
@@ -567,8 +649,7 @@ def cached_memit(
         delta = MemitDelta.load(path)
         if delta.meta.get("cache_key") == key:
             return delta
-    delta = compute_memit(lm, requests, hp, stats=stats, lang=lang, progress=progress,
-                          contexts=context_templates(lm, lang, hp.context_templates, seed=context_seed))
+    delta = compute()
     delta.meta["cache_key"] = key
     path.parent.mkdir(parents=True, exist_ok=True)
     delta.save(path)
