@@ -557,3 +557,36 @@ def test_hparams_validation_and_loading(tmp_path):
     with pytest.raises(HparamsError, match="unknown field"):
         load_memat_hparams({"kk": 3})
     assert MematHparams.from_dict(MematHparams().to_dict()) == MematHparams()
+
+
+def test_cached_corrections_round_trip_and_key(tmp_path, monkeypatch):
+    """The second call loads the file (same vectors, no training); any change of the inputs retrains."""
+    import memat.memat as mm
+    from memat.memat import cached_corrections, corrections_cache_key
+
+    monkeypatch.setenv("MEMAT_CACHE", str(tmp_path))
+    lm = make_tiny_model("gemma3_text")
+    heads = [(1, 0), (2, 3)]
+    hp = MematHparams(lr=0.05, n_steps=2, batch_size=2, seed=3)
+    delta = _delta(lm)
+    calls = []
+    real = mm.train_corrections
+    monkeypatch.setattr(mm, "train_corrections", lambda *a, **k: calls.append(1) or real(*a, **k))
+    a, la = cached_corrections(lm, CASES, heads, hp, delta=delta, langs=LANGS, contexts=CTX)
+    b, lb = cached_corrections(lm, CASES, heads, hp, delta=delta, langs=LANGS, contexts=CTX)
+    assert len(calls) == 1 and not la["cached"] and lb["cached"]
+    assert torch.equal(a.vectors, b.vectors) and b.heads == heads
+    assert [s["loss"] for s in la["steps"]] == [s["loss"] for s in lb["steps"]]
+    assert len(list((tmp_path / "corrections").rglob("*.safetensors"))) == 1
+    key = corrections_cache_key(lm, CASES, heads, hp, delta, LANGS, CTX)
+    changed = [
+        corrections_cache_key(lm, CASES, heads[:1], hp, delta, LANGS, CTX),
+        corrections_cache_key(lm, CASES, heads, MematHparams(lr=0.06, n_steps=2, batch_size=2, seed=3), delta, LANGS, CTX),
+        corrections_cache_key(lm, CASES[:3], heads, hp, delta, LANGS, CTX),
+        corrections_cache_key(lm, CASES, heads, hp, None, LANGS, CTX),
+        corrections_cache_key(lm, CASES, heads, hp, delta, ("en",), CTX),
+    ]
+    assert len({key, *changed}) == 6
+    cached_corrections(lm, CASES, heads, MematHparams(lr=0.06, n_steps=2, batch_size=2, seed=3), delta=delta,
+                       langs=LANGS, contexts=CTX)
+    assert len(calls) == 2

@@ -77,11 +77,14 @@ from .io import atomic_path
 from .models import LoadedModel
 
 __all__ = [
+    "AUTHOR_CODE_DEPARTURES",
     "FORMAT",
     "HeadCorrections",
     "MematHparams",
     "TrainRows",
+    "cached_corrections",
     "correction_contexts",
+    "corrections_cache_key",
     "correction_loss",
     "load_memat_hparams",
     "norm_penalty",
@@ -91,6 +94,18 @@ __all__ = [
 ]
 
 FORMAT = "memat.HeadCorrections/1"
+# The differences between eq. 12 / eq. 6 as implemented here and the authors' released code (reported on the
+# paper's issue tracker); notebook 04 prints them beside its tables.
+AUTHOR_CODE_DEPARTURES: tuple[str, ...] = (
+    "Position: the authors' code added the correction at a padding position, so the KL term had no gradient; "
+    "here it sits at the last real token of every row of a right-padded batch.",
+    "KL reference: the authors' code never reset the reference distribution between cases; here it is "
+    "recomputed, without corrections, for every mini-batch's own cases.",
+    "Norm penalty: the authors' code divided every head by one shared norm; here each head is divided by its "
+    "own output norm.",
+    "Heads sharing a layer: in the authors' code two heads of one layer overwrote each other; here one hook per "
+    "layer adds all of that layer's head corrections, each in its own slice.",
+)
 _NORM_EPS = 1e-8  # floor of a head's output norm in the penalty (a head whose output is exactly zero)
 
 
@@ -717,3 +732,94 @@ def train_corrections(
     out = HeadCorrections(heads, vec.detach().float().cpu().clone(), lm.name, langs, hp.to_dict(), dict(meta, n_steps=len(schedule)))
     log = {"steps": steps_log, "contexts": contexts, "seconds": seconds, "n_steps": len(schedule), "n_cases": len(cases)}
     return out, log
+
+
+# --------------------------------------------------------------------------------------------------
+# cached training (notebooks 04-06 share corrections)
+# --------------------------------------------------------------------------------------------------
+
+
+def _delta_key(delta) -> str:
+    import hashlib
+
+    if delta is None:
+        return "none"
+    key = (delta.meta or {}).get("cache_key")
+    if key:
+        return str(key)
+    h = hashlib.sha256()
+    for name in sorted(delta.deltas):
+        h.update(name.encode())
+        h.update(delta.deltas[name].detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def corrections_cache_key(
+    lm: LoadedModel, cases: Sequence[EditCase], heads, hp: MematHparams, delta, langs: Sequence[str],
+    contexts: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """sha256 of everything :func:`train_corrections` depends on: the model's weights (all blocks), device
+    type and dtype, the heads, the hyperparameters, the training cases' prompts, subjects, new targets and
+    KL prompts in every training language (in order), the languages, the MEMIT delta (its own cache key,
+    else a hash of its tensors) and the contexts when given."""
+    import hashlib
+
+    from .stats import model_fingerprints
+
+    top = lm.n_layers - 1
+    payload = {
+        "model": model_fingerprints(lm, [top])[top],
+        "device": lm.device.type,
+        "dtype": str(lm.dtype),
+        "heads": [list(h) for h in _check_heads(heads)],
+        "hparams": hp.to_dict(),
+        "cases": [[c.case_id, {lg: [c[lg].rewrite_prompt, c[lg].subject, c[lg].target_new, list(c[lg].kl_prompts)]
+                                for lg in langs}] for c in cases],
+        "langs": list(langs),
+        "delta": _delta_key(delta),
+        "contexts": {k: list(v) for k, v in contexts.items()} if contexts is not None else None,
+        "version": 1,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cached_corrections(
+    lm: LoadedModel,
+    cases: Sequence[EditCase],
+    heads: Sequence[tuple[int, int]],
+    hp: MematHparams,
+    delta=None,
+    langs: Sequence[str] = ("en",),
+    progress: bool = False,
+    contexts: Mapping[str, Sequence[str]] | None = None,
+    cache: bool = True,
+) -> tuple[HeadCorrections, dict]:
+    """:func:`train_corrections` with an on-disk cache (``<cache dir>/corrections/<model>/<key>.safetensors``,
+    the training log inside the file's metadata). Notebooks 04, 05 and 06 train the same corrections;
+    the second one loads them. The key (:func:`corrections_cache_key`) covers everything the training
+    depends on, so stale corrections are never returned. ``cache=False`` trains without the cache."""
+    from .models import cache_dir
+
+    if isinstance(langs, str):
+        langs = (langs,)
+    langs = tuple(langs)
+    cases = list(cases)
+    if not cache:
+        return train_corrections(lm, cases, heads, hp, delta=delta, langs=langs, progress=progress, contexts=contexts)
+    key = corrections_cache_key(lm, cases, heads, hp, delta, langs, contexts)
+    path = cache_dir() / "corrections" / lm.name.replace("/", "__") / f"{key[:32]}.safetensors"
+    if path.is_file():
+        try:
+            corr = HeadCorrections.load(path, lm=lm)
+        except (ValueError, OSError):
+            corr = None
+        if corr is not None and corr.meta.get("cache_key") == key:
+            corr.vectors = corr.vectors.to(torch.float32)
+            log = corr.meta.get("train_log", {})
+            return corr, dict(log, cached=True)
+    corr, log = train_corrections(lm, cases, heads, hp, delta=delta, langs=langs, progress=progress, contexts=contexts)
+    corr.meta["cache_key"] = key
+    corr.meta["train_log"] = log
+    path.parent.mkdir(parents=True, exist_ok=True)
+    corr.save(path)
+    return corr, dict(log, cached=False)
