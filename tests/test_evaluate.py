@@ -215,3 +215,38 @@ def test_mean_ci():
     assert ci68 == pytest.approx(0.994458 * np.std(x, ddof=1) / 2, rel=1e-5)
     assert mean_ci([0.3])[0] == 0.3 and math.isnan(mean_ci([0.3])[1])
     assert all(math.isnan(v) for v in mean_ci([]))
+
+
+def test_paired_difference_by_hand():
+    import pandas as pd
+
+    from memat.evaluate import paired_difference
+
+    def frame(vals):
+        rows = []
+        for cid, (s, m) in vals.items():
+            for idx in range(2):  # two prompts per case: the per-case mean is taken first
+                rows.append(dict(case_id=cid, lang="en", kind="rewrite", prompt_idx=idx, success=s[idx], magnitude=m[idx], accuracy=0.0))
+        return pd.DataFrame(rows)
+
+    base = frame({1: ((0, 0), (0.1, 0.3)), 2: ((1, 0), (0.0, 0.0)), 3: ((0, 0), (0.2, 0.2))})
+    new = frame({1: ((1, 1), (0.3, 0.5)), 2: ((1, 1), (0.1, 0.1)), 3: ((0, 1), (0.2, 0.4))})
+    d = paired_difference(new, base).set_index("metric")
+    diffs_m = np.array([0.2, 0.1, 0.1])  # per-case magnitude gains
+    assert d.loc["EM", "mean"] == pytest.approx(100 * diffs_m.mean())
+    assert d.loc["EM", "ci"] == pytest.approx(100 * 1.959964 * diffs_m.std(ddof=1) / np.sqrt(3), rel=1e-5)
+    assert d.loc["ES", "mean"] == pytest.approx(100 * np.mean([1.0, 0.5, 0.5]))
+    assert d.loc["EA", "mean"] == 0 and (d.n == 3).all()
+    with pytest.raises(ValueError, match="one frame only"):
+        paired_difference(new, base[base.case_id != 2])
+
+
+def test_wide_table_layout():
+    from memat.experiments import wide_table
+
+    rows = [dict(method="A", lang="ca", metric="ES", mean=50.0, ci=10.0), dict(method="A", lang="en", metric="ES", mean=40.0, ci=float("nan")),
+            dict(method="B", lang="ca", metric="ES", mean=60.04, ci=1.26)]
+    t = wide_table(rows, ["method"], metrics=["ES"], langs=["ca", "en"])
+    assert list(t.index) == ["A", "B"] and list(t.columns) == [("ca", "ES"), ("en", "ES")]
+    assert t.loc["A", ("ca", "ES")] == "50.0 ± 10.0" and t.loc["A", ("en", "ES")] == "40.0"
+    assert t.loc["B", ("ca", "ES")] == "60.0 ± 1.3"

@@ -2,7 +2,9 @@
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 import numpy as np
+import pytest
 
 from memat import plots
 from memat.heads import ProbeResult
@@ -43,3 +45,40 @@ def test_probe_map_grid_keeps_model_layer_labels_and_empty_panels():
     empty = fig.axes[1 * 2 + 0]  # row en, column ca
     assert not empty.axison
     assert any("1 case kept" in t.get_text() for t in empty.texts)
+
+
+def _long_rows():
+    import pandas as pd
+
+    rows = []
+    for method, setting, cases in (("unedited", "", "A"), ("MEMIT", "C", "A"), ("MEMAT-16", "CE", "A"), ("MEMAT-16", "CE*", "B")):
+        for lang in ("ca", "en"):
+            for i, metric in enumerate(("ES", "PS", "EM")):
+                rows.append(dict(method=method, setting=setting, cases=cases, lang=lang, metric=metric, mean=10.0 * i + len(method), ci=2.0, n=24))
+    return pd.DataFrame(rows)
+
+
+def test_method_bars_one_bar_per_row_and_panel():
+    from memat.plots import method_bars
+
+    fig = method_bars(_long_rows(), ["ES", "EM"], ["ca", "en"], title="t")
+    axes = fig.get_axes()
+    assert len(axes) == 4 and axes[0].get_title() == "ES (ca)"
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == ["unedited [A]", "MEMIT C [A]", "MEMAT-16 CE [A]", "MEMAT-16 CE* [B]"]
+    assert len(axes[0].patches) == 4 and axes[0].patches[1].get_width() == pytest.approx(5.0)
+    plt.close(fig)
+
+
+def test_k_sweep_lines_and_baseline():
+    import pandas as pd
+
+    from memat.plots import k_sweep
+
+    sweep = pd.DataFrame([dict(k=k, lang=l, metric=m, mean=float(k), ci=1.0) for k in (8, 16) for l in ("ca", "en") for m in ("ES", "EM")])
+    base = pd.DataFrame([dict(lang="en", metric="ES", mean=3.0, ci=1.0)])
+    fig = k_sweep(sweep, base, ["ca", "en"], names=("ES", "EM"))
+    ax = fig.get_axes()[0]
+    assert ax.get_xlabel() == "heads corrected (k)" and [t for t in ax.get_xticks()] == [8, 16]
+    ys = [list(line.get_ydata()) for line in ax.get_lines()]
+    assert [8.0, 16.0] in ys and [3.0, 3.0] in ys
+    plt.close(fig)

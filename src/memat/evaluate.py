@@ -30,7 +30,7 @@ from .data.records import EditCase, target_continuation
 from .forward import encode, hidden_at_final_norm, token_ids
 from .models import LoadedModel
 
-__all__ = ["score_continuations", "evaluate_cases", "summarize", "heldout_nll", "METRIC_NAMES", "mean_ci"]
+__all__ = ["score_continuations", "evaluate_cases", "summarize", "paired_difference", "heldout_nll", "METRIC_NAMES", "mean_ci"]
 
 KINDS = ("rewrite", "paraphrase", "neighborhood")
 METRIC_NAMES = {
@@ -140,6 +140,35 @@ def summarize(df: pd.DataFrame, level: float = 0.95, scale: float = 100.0, by: S
         for col, name in zip(("success", "magnitude", "accuracy"), METRIC_NAMES[kind]):
             m, ci = mean_ci(g[col].astype(float), level)
             out.append(dict(zip(by, keys[:-1]), metric=name, mean=m * scale, ci=ci * scale, n=len(g)))
+    order = {n: i for i, n in enumerate(sum((list(v) for v in METRIC_NAMES.values()), []))}
+    res = pd.DataFrame(out)
+    return res.sort_values(list(by) + ["metric"], key=lambda s: s.map(order) if s.name == "metric" else s).reset_index(drop=True)
+
+
+def paired_difference(
+    df: pd.DataFrame, base: pd.DataFrame, level: float = 0.95, scale: float = 100.0, by: Sequence[str] = ("lang",),
+) -> pd.DataFrame:
+    """Per-case difference ``df - base`` of every metric (the same cases and prompts scored twice, e.g.
+    MEMAT against the MEMIT edit it corrects), averaged over cases with its interval at ``level``.
+
+    Paired: each case's own per-type mean in ``base`` is subtracted from its mean in ``df`` before
+    averaging, so the interval is that of the gain, narrower than comparing two unpaired intervals.
+    Returns the long table of :func:`summarize` (``metric``, ``mean``, ``ci``, ``n``) of the differences.
+    A case or prompt type present in one frame only is an error naming it."""
+    keys = list(by) + ["kind", "case_id"]
+    cols = ["success", "magnitude", "accuracy"]
+    a = df.groupby(keys)[cols].mean().astype(float)
+    b = base.groupby(keys)[cols].mean().astype(float)
+    only = a.index.symmetric_difference(b.index)
+    if len(only):
+        raise ValueError(f"paired_difference: {len(only)} (case, prompt type) groups are in one frame only, e.g. {list(only[:3])}")
+    d = (a - b.loc[a.index]).reset_index()
+    out = []
+    for group, g in d.groupby(list(by) + ["kind"]):
+        group = group if isinstance(group, tuple) else (group,)
+        for col, name in zip(cols, METRIC_NAMES[group[-1]]):
+            m, ci = mean_ci(g[col], level)
+            out.append(dict(zip(by, group[:-1]), metric=name, mean=m * scale, ci=ci * scale, n=len(g)))
     order = {n: i for i, n in enumerate(sum((list(v) for v in METRIC_NAMES.values()), []))}
     res = pd.DataFrame(out)
     return res.sort_values(list(by) + ["metric"], key=lambda s: s.map(order) if s.name == "metric" else s).reset_index(drop=True)

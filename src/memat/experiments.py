@@ -28,6 +28,8 @@ __all__ = [
     "select_by_jaccard",
     "jaccard_group",
     "to_jsonable",
+    "metric_rows",
+    "wide_table",
 ]
 
 
@@ -152,3 +154,27 @@ def load_cases(dataset: str, langs: Sequence[str], source_dir=None):
         if len(langs) != 1:
             raise ValueError(f"{dataset} holds one language; asked for {langs}") from None
         return load_dataset(dataset, lang=langs[0], **kw)
+
+
+def metric_rows(summary: pd.DataFrame, **labels) -> list[dict]:
+    """The rows of :func:`memat.evaluate.summarize` as dicts with ``labels`` in front (``method="MEMIT",
+    setting="CE"``): the long ``metrics`` format of every results file."""
+    return [dict(labels, **r) for r in summary.to_dict("records")]
+
+
+def wide_table(rows: Sequence[dict] | pd.DataFrame, index: Sequence[str], metrics: Sequence[str] | None = None,
+               langs: Sequence[str] | None = None, digits: int = 1) -> pd.DataFrame:
+    """Long metric rows -> one row per ``index`` combination (in first-seen order), one column per
+    ``(lang, metric)``, cells ``"mean ± ci"`` (the layout of the paper's tables)."""
+    df = pd.DataFrame(list(rows)) if not isinstance(rows, pd.DataFrame) else rows.copy()
+    if metrics is not None:
+        df = df[df.metric.isin(list(metrics))]
+    if langs is not None:
+        df = df[df.lang.isin(list(langs))]
+    fmt = f"{{:.{digits}f}}"
+    df["cell"] = [fmt.format(m) + ("" if not np.isfinite(c) else " ± " + fmt.format(c)) for m, c in zip(df["mean"], df["ci"])]
+    metric_order = list(dict.fromkeys(metrics or df.metric))
+    lang_order = list(dict.fromkeys(langs or df.lang))
+    out = df.pivot_table(index=list(index), columns=["lang", "metric"], values="cell", aggfunc="first", sort=False)
+    cols = [(l, m) for l in lang_order for m in metric_order if (l, m) in out.columns]
+    return out[cols]

@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-__all__ = ["crosslingual_bars", "jaccard_histograms", "probe_map_grid"]
+__all__ = ["crosslingual_bars", "jaccard_histograms", "probe_map_grid", "method_bars", "k_sweep"]
 
 
 def crosslingual_bars(table: pd.DataFrame, l1: str, l2: str, metrics=("ES", "PS", "NS"), title: str | None = None):
@@ -115,4 +115,64 @@ def probe_map_grid(results, langs, notes=None, title: str | None = None, vmin: f
     cax = fig.add_axes((0.92, 0.15, 0.02, 0.7))
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(vmin, vmax))
     fig.colorbar(sm, cax=cax, label="validation accuracy")
+    return fig
+
+
+def _row_label(r) -> str:
+    method, setting, cases = r.get("method", ""), r.get("setting", ""), r.get("cases", "")
+    lab = f"{method} {setting}".strip()
+    return f"{lab} [{cases}]" if cases else lab
+
+
+def method_bars(metrics: pd.DataFrame, names, langs, title: str | None = None):
+    """Tables 1-2 as bars: one panel per (language, metric), one bar per row (method, setting, case
+    set) with its 95% interval. ``metrics`` holds long rows: method, setting, cases, lang, metric, mean, ci."""
+    sns.set_theme(style="whitegrid", context="paper")
+    t = metrics[metrics.metric.isin(list(names)) & metrics.lang.isin(list(langs))].copy()
+    t["row"] = [_row_label(r) for r in t.to_dict("records")]
+    rows = list(dict.fromkeys(t.row))
+    colors = dict(zip(rows, sns.color_palette("colorblind", len(rows)) if len(rows) <= 10 else sns.color_palette("husl", len(rows))))
+    fig, axes = plt.subplots(len(langs), len(names), figsize=(1.9 * len(names) + 1.5, 0.28 * len(rows) * len(langs) + 1.2),
+                             squeeze=False)
+    for i, lang in enumerate(langs):
+        for j, name in enumerate(names):
+            ax = axes[i][j]
+            sub = t[(t.lang == lang) & (t.metric == name)].set_index("row").reindex(rows)
+            ax.barh(range(len(rows)), sub["mean"], xerr=sub["ci"].fillna(0), color=[colors[r] for r in rows],
+                    error_kw={"lw": 0.7, "capsize": 1.5})
+            ax.axvline(0, color="black", lw=0.6)
+            ax.set_yticks(range(len(rows)), rows, fontsize=7)
+            ax.set_ylim(len(rows) - 0.5, -0.5)  # first row on top
+            ax.tick_params(axis="y", labelleft=j == 0)
+            ax.set_title(f"{name} ({lang})", fontsize=8)
+            ax.tick_params(axis="x", labelsize=7)
+            ax.set_xlabel("%", fontsize=7)
+    fig.suptitle(title or "success and magnitude per method", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def k_sweep(sweep: pd.DataFrame, baseline: pd.DataFrame | None, langs, names=("ES", "PS", "EM", "PM"), title: str | None = None):
+    """Fig. 9: MEMAT metrics against the number of corrected heads ``k`` (lines with 95% bands), one panel
+    per metric, one line per language; ``baseline`` (long rows of the uncorrected MEMIT edit) as dashed
+    horizontal lines."""
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 2.6), squeeze=False)
+    pal = dict(zip(langs, sns.color_palette("colorblind", len(langs))))
+    for ax, name in zip(axes[0], names):
+        for lang in langs:
+            sub = sweep[(sweep.metric == name) & (sweep.lang == lang)].sort_values("k")
+            ax.plot(sub["k"], sub["mean"], marker="o", color=pal[lang], label=f"MEMAT ({lang})")
+            ax.fill_between(sub["k"], sub["mean"] - sub["ci"], sub["mean"] + sub["ci"], color=pal[lang], alpha=0.15)
+            if baseline is not None:
+                b = baseline[(baseline.metric == name) & (baseline.lang == lang)]
+                if len(b):
+                    ax.axhline(float(b["mean"].iloc[0]), color=pal[lang], ls="--", lw=0.9, label=f"MEMIT ({lang})")
+        ax.set_xlabel("heads corrected (k)")
+        ax.set_ylabel("%" if ax is axes[0][0] else "")
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks(sorted(set(sweep["k"])))
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title or "MEMAT against the number of corrected heads", fontsize=10)
+    fig.tight_layout()
     return fig
