@@ -1,0 +1,193 @@
+"""Figures of the scaling, ITI and learning-rate experiments (MEMAT paper Figs. 4, 10, 5 and 6), drawn from
+long tables of metrics (one row per setting, language and metric, with ``mean`` and ``ci`` half-widths as
+:func:`memat.evaluate.summarize` and :func:`memat.lrsearch.summarize_grid` return them)."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+__all__ = ["iti_heatmap", "lr_plot", "resources_plot", "scaling_plot"]
+
+_LINESTYLES = ["-", "--", ":", "-."]
+_MARKERS = ["o", "s", "^", "D", "v", "P"]
+
+
+def _need(df: pd.DataFrame, cols: Sequence[str], fn: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"{fn}: the metrics table lacks columns {missing} (has {list(df.columns)})")
+
+
+def _line_with_band(ax, x, mean, ci, label, color, linestyle="-", marker="o"):
+    x, mean = np.asarray(x, float), np.asarray(mean, float)
+    ci = np.nan_to_num(np.asarray(ci, float), nan=0.0)
+    ax.plot(x, mean, linestyle=linestyle, marker=marker, markersize=3.5, color=color, label=label, lw=1.3)
+    ax.fill_between(x, mean - ci, mean + ci, color=color, alpha=0.18, lw=0)
+
+
+def scaling_plot(
+    metrics_df: pd.DataFrame,
+    metrics: Sequence[str] = ("ES", "PS", "NS", "EM", "PM", "NM"),
+    methods: Sequence[str] | None = None,
+    langs: Sequence[str] | None = None,
+    title: str | None = None,
+):
+    """Fig. 4: each metric against the number of edits (log x), one panel per metric (success metrics in the
+    first row, magnitudes in the second), one colour per method (MEMIT, MEMAT, ...), one line style per
+    language, bands of +-``ci`` (the notebook passes 68% intervals).
+
+    ``metrics_df`` columns: ``n_edits, method, lang, metric, mean, ci``. Metrics absent from the table are
+    skipped. Returns the figure.
+    """
+    _need(metrics_df, ["n_edits", "method", "lang", "metric", "mean", "ci"], "scaling_plot")
+    df = metrics_df[metrics_df.metric.isin(metrics)]
+    present = [m for m in metrics if m in set(df.metric)]
+    if not present:
+        raise ValueError(f"scaling_plot: none of the metrics {list(metrics)} is in the table")
+    methods = list(methods or dict.fromkeys(df.method))
+    langs = list(langs or dict.fromkeys(df.lang))
+    sns.set_theme(style="whitegrid", context="paper")
+    colors = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
+    ncols = min(3, len(present))
+    nrows = -(-len(present) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.7 * nrows), squeeze=False)
+    for ax, metric in zip(axes.flat, present):
+        for mi, method in enumerate(methods):
+            for li, lang in enumerate(langs):
+                sub = df[(df.metric == metric) & (df.method == method) & (df.lang == lang)].sort_values("n_edits")
+                if sub.empty:
+                    continue
+                _line_with_band(ax, sub.n_edits, sub["mean"], sub.ci, f"{method} ({lang})", colors[method],
+                                _LINESTYLES[li % len(_LINESTYLES)], _MARKERS[mi % len(_MARKERS)])
+        ax.set_xscale("log")
+        ax.set_xlabel("number of edits")
+        ax.set_ylabel(f"{metric} (%)")
+        ax.set_title(metric, fontsize=9)
+    for ax in list(axes.flat)[len(present):]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=7, frameon=False)
+    fig.suptitle(title or "Scaling the number of edits (bands: +-ci)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06 + 0.02 * ((len(labels) - 1) // 4), 1, 1))
+    return fig
+
+
+def iti_heatmap(
+    metrics_df: pd.DataFrame,
+    metric: str,
+    lang: str,
+    references: Mapping[str, float] | None = None,
+    ax=None,
+    cmap: str = "viridis",
+    fmt: str = ".1f",
+):
+    """Fig. 10: one ITI metric in one language over the grid of ``alpha`` (y, increasing upwards) and
+    ``K`` (x, number of heads), annotated.
+
+    ``metrics_df`` columns: ``alpha, k, lang, metric, mean`` (+ ``method``). Rows with a missing alpha and
+    a ``method`` (e.g. ``"MEMIT"``, ``"MEMAT"``) are references, noted in the title with their ``ci`` when
+    present; ``references`` (``{name: value}``) adds or overrides them. Returns the figure.
+    """
+    _need(metrics_df, ["alpha", "k", "lang", "metric", "mean"], "iti_heatmap")
+    sel = metrics_df[(metrics_df.metric == metric) & (metrics_df.lang == lang)]
+    grid = sel[sel.alpha.notna() & sel.k.notna()]
+    if grid.empty:
+        raise ValueError(f"iti_heatmap: no ITI rows (alpha and k set) for metric {metric!r} in language {lang!r}")
+    dup = grid.duplicated(["alpha", "k"])
+    if dup.any():
+        raise ValueError(f"iti_heatmap: several rows for (alpha, k) {grid[dup][['alpha', 'k']].values.tolist()}")
+    refs: dict[str, str] = {}
+    if "method" in sel.columns:
+        for _, r in sel[sel.alpha.isna()].iterrows():
+            ci = r.get("ci", np.nan)
+            refs[str(r["method"])] = f"{r['mean']:.1f}" + (f" ± {ci:.1f}" if pd.notna(ci) else "")
+    for name, v in (references or {}).items():
+        refs[str(name)] = f"{float(v):.1f}"
+    table = grid.pivot(index="alpha", columns="k", values="mean").sort_index().sort_index(axis=1)
+    table.columns = [int(c) for c in table.columns]
+    sns.set_theme(style="white", context="paper")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(max(3.5, 0.7 * table.shape[1] + 2), max(2.8, 0.45 * table.shape[0] + 1.5)))
+    else:
+        fig = ax.figure
+    sns.heatmap(table, ax=ax, annot=True, fmt=fmt, cmap=cmap, annot_kws={"fontsize": 7},
+                cbar_kws={"label": f"{metric} (%)"})
+    ax.invert_yaxis()
+    ax.set_xlabel("K (heads)")
+    ax.set_ylabel("alpha")
+    ref_text = " · ".join(f"{k} {v}" for k, v in refs.items())
+    ax.set_title(f"ITI {metric} ({lang})" + (f"\n{ref_text}" if ref_text else ""), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def lr_plot(
+    metrics_df: pd.DataFrame,
+    method: str | None = None,
+    metrics: Sequence[str] = ("ES", "PS", "NS", "HM"),
+    langs: Sequence[str] | None = None,
+    title: str | None = None,
+):
+    """Figs. 5 / 6: ES, PS, NS and their harmonic mean HM against the learning rate (log x), one panel per
+    language, bands of +-``ci``.
+
+    ``metrics_df``: :func:`memat.lrsearch.summarize_grid`'s columns ``lr, lang, metric, mean, ci``; with a
+    ``method`` column, only the rows of ``method`` are drawn (required then). Returns the figure.
+    """
+    _need(metrics_df, ["lr", "lang", "metric", "mean", "ci"], "lr_plot")
+    df = metrics_df
+    if "method" in df.columns:
+        if method is None:
+            raise ValueError(f"lr_plot: the table has several methods {sorted(set(df.method))}; pass method=")
+        df = df[df.method == method]
+        if df.empty:
+            raise ValueError(f"lr_plot: no rows for method {method!r} (methods: {sorted(set(metrics_df.method))})")
+    df = df[df.metric.isin(metrics)]
+    if df.empty:
+        raise ValueError(f"lr_plot: none of the metrics {list(metrics)} is in the table")
+    langs = list(langs or dict.fromkeys(df.lang))
+    sns.set_theme(style="whitegrid", context="paper")
+    colors = dict(zip(metrics, sns.color_palette("colorblind", len(metrics))))
+    fig, axes = plt.subplots(1, len(langs), figsize=(3.6 * len(langs), 2.9), squeeze=False, sharey=True)
+    for ax, lang in zip(axes[0], langs):
+        for i, metric in enumerate(metrics):
+            sub = df[(df.lang == lang) & (df.metric == metric)].sort_values("lr")
+            if sub.empty:
+                continue
+            _line_with_band(ax, sub.lr, sub["mean"], sub.ci, metric, colors[metric],
+                            "--" if metric == "HM" else "-", _MARKERS[i % len(_MARKERS)])
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("%")
+        ax.set_title(f"evaluated in {lang}", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle(title or (f"{method}: learning rate" if method else "learning rate"), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def resources_plot(resources_df: pd.DataFrame, title: str | None = None):
+    """Wall time and peak memory (:class:`memat.scaling.Measurement`) against the number of edits (log x; time
+    on a log y axis), one line per ``method``. Columns: ``n_edits, method, seconds, peak_mb``. Returns the figure."""
+    _need(resources_df, ["n_edits", "method", "seconds", "peak_mb"], "resources_plot")
+    sns.set_theme(style="whitegrid", context="paper")
+    methods = list(dict.fromkeys(resources_df.method))
+    colors = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
+    fig, axes = plt.subplots(1, 2, figsize=(7.0, 2.8))
+    for ax, col, label in ((axes[0], "seconds", "wall time (s)"), (axes[1], "peak_mb", "peak memory (MB)")):
+        for i, m in enumerate(methods):
+            sub = resources_df[resources_df.method == m].sort_values("n_edits")
+            ax.plot(sub.n_edits, sub[col], marker=_MARKERS[i % len(_MARKERS)], color=colors[m], label=m, lw=1.3)
+        ax.set_xscale("log")
+        if col == "seconds":
+            ax.set_yscale("log")  # memory stays linear: the CPU figure is a growth, which can be 0
+        ax.set_xlabel("number of edits")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7)
+    fig.suptitle(title or "Cost of the edits", fontsize=10)
+    fig.tight_layout()
+    return fig
