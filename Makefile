@@ -5,12 +5,14 @@ TORCH_VERSION ?= 2.13.0
 DATA_SOURCE ?= $(if $(MEMAT_DATA_SOURCE),$(MEMAT_DATA_SOURCE),$(if $(wildcard ../shared/data),$(abspath ../shared/data),))
 export MEMAT_DATA_SOURCE := $(DATA_SOURCE)
 PAPERMILL ?= $(PYTHON) -m papermill --log-level WARNING
+# the reproduce config: configs/reproduce/cpu.yaml (CPU defaults) or configs/reproduce/paper.yaml (GPU, aguila-7b)
+CONFIG ?= configs/reproduce/cpu.yaml
 NOTEBOOKS := notebooks/01_dataset_translation.ipynb notebooks/02_crosslingual_memit.ipynb notebooks/03_head_localization.ipynb
 # Debian packages: Apertium English->Catalan, the offline translator of notebook 01
 APT_PACKAGES := apertium apertium-eng-cat
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system data model reproduce test test-fast notebooks bench clean-runs
+.PHONY: setup system data model reproduce plan report test test-fast notebooks bench clean-runs
 
 ## system: Apertium eng-cat from Debian's packages (skipped when already installed)
 system:
@@ -31,11 +33,18 @@ data:
 model:
 	$(PYTHON) -m memat.cli model
 
-## reproduce: set up, then build the bilingual data set and run the main experiment (Fig. 1) into runs/
+## reproduce: set up, then run the notebooks of $(CONFIG) in order into runs/ (only those whose code,
+## parameters, package or inputs changed since their last successful run), then rebuild paper.md
 reproduce: setup data model
-	mkdir -p runs
-	for nb in $(NOTEBOOKS); do $(PAPERMILL) $$nb runs/$$(basename $$nb) --cwd notebooks || exit 1; done
-	@echo "figures in figures/, metrics in results/, executed notebooks in runs/"
+	$(PYTHON) -m memat.cli reproduce --config $(CONFIG)
+
+## plan: which notebooks `make reproduce` would run, and why
+plan:
+	$(PYTHON) -m memat.cli reproduce --config $(CONFIG) --plan
+
+## report: rebuild paper.md from results/*.json and figures/ (no notebook is run)
+report:
+	$(PYTHON) -m memat.cli report
 
 ## test: unit tests, integration tests on the embedded model, and nbval over the notebooks
 test:

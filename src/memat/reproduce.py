@@ -1,0 +1,510 @@
+"""``memat reproduce`` (``make reproduce``): run the numbered notebooks in order with papermill, resumably,
+then rebuild ``paper.md``.
+
+A config (``configs/reproduce/cpu.yaml``, the default; ``configs/reproduce/paper.yaml``, the paper's
+scale on a GPU) lists the notebooks in run order with the parameters to pass::
+
+    description: free text
+    runs_dir: runs                  # executed notebooks and their stamps (relative to the project root)
+    kernel: python3                 # Jupyter kernel name
+    report: {out: paper.md, suffix: ""}   # the report rebuilt at the end; `report: false` skips it
+    notebooks:
+      - name: 01_dataset_translation        # notebooks/<name>.ipynb
+      - name: 02_crosslingual_memit
+        parameters: {N_EDITS: 24}           # papermill -p, checked against the notebook's parameters cell
+        inputs: [01_dataset_translation]    # earlier notebooks (their results files) or paths (files or
+                                            # folders, relative to the project root); default: the results
+                                            # files of every earlier notebook of the config
+
+A notebook is run again only when its fingerprint changed since its last successful run. The fingerprint,
+kept in ``<runs_dir>/.stamps/<name>.json`` (written atomically after a successful run only), holds:
+
+* ``code``: the sha256 of the notebook's code cells (source and tags, not outputs);
+* ``parameters``: the parameters passed;
+* ``package``: the sha256 of the package sources, ``src/memat/**/*.py`` and ``configs/**/*.yaml`` (the
+  runner's own files, :data:`PACKAGE_EXCLUDE`, are left out: they do not change what a notebook computes);
+* ``inputs``: the sha256 of each declared input;
+* ``markdown``: the sha256 of the markdown cells. **A markdown-only change does not re-run a notebook**
+  (it cannot change a result; ``--plan`` reports it, and ``--force`` refreshes the executed copy in runs/).
+
+The results file a notebook must write is ``results/<RESULTS_NAME>.json`` (the parameter, else the default
+of its parameters cell, else its name); a missing one re-runs the notebook. Notebooks the paper needs but
+not written yet (:data:`PLANNED`, 04-07) are skipped with a warning and their config checked against the
+parameter names they will have, so the runner is usable now. A failing notebook stops the run: the
+executed notebook with the error stays in ``runs/``, the stamps of the notebooks before it are kept, and
+:class:`NotebookFailed` names it; ``make reproduce`` then resumes from it.
+"""
+from __future__ import annotations
+
+import ast
+import fnmatch
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import yaml
+
+from .io import atomic_write_text
+
+__all__ = [
+    "PLANNED",
+    "PACKAGE_EXCLUDE",
+    "ConfigError",
+    "NotebookFailed",
+    "NotebookSpec",
+    "ReproduceConfig",
+    "PlanItem",
+    "load_config",
+    "notebook_hashes",
+    "package_hash",
+    "plan",
+    "format_plan",
+    "reproduce",
+    "papermill_executor",
+    "project_root",
+]
+
+#: The paper's notebooks in order, with the parameter names each has (or will have). A notebook on this
+#: list whose file does not exist yet is skipped with a warning; its config is checked against these names.
+PLANNED: dict[str, tuple[str, ...]] = {
+    "01_dataset_translation": ("MODEL", "TRANSLATOR", "N_CASES", "NAME", "RESULTS_NAME"),
+    "02_crosslingual_memit": ("MODEL", "DATASET", "L1", "L2", "N_EDITS", "SEED", "HPARAMS", "RESULTS_NAME"),
+    "03_head_localization": ("MODEL", "DATASET", "N_EDITS", "K", "HPARAMS", "RESULTS_NAME"),
+    "04_memat": ("MODEL", "DATASET", "N_EDITS", "K", "K_SWEEP", "HPARAMS", "PMET_HPARAMS", "MEMAT_HPARAMS",
+                 "HEADS_RESULTS", "RESULTS_NAME"),
+    "05_scaling": ("MODEL", "I_RANGE", "N_TRAIN", "HPARAMS", "RESULTS_NAME"),
+    "06_iti_ablation": ("MODEL", "N_EDITS", "ALPHAS", "KS", "L1", "L2", "RESULTS_NAME"),
+    "07_learning_rate": ("MODEL", "N_EDITS", "MEMIT_LRS", "PMET_LRS", "RESULTS_NAME"),
+}
+
+#: Files of the package hash that do not change what a notebook computes (paths relative to the root).
+PACKAGE_EXCLUDE: tuple[str, ...] = ("configs/reproduce/*", "src/memat/reproduce.py", "src/memat/report.py",
+                                    "src/memat/cli.py", "src/memat/published.py")
+
+STAMP_VERSION = 1
+Executor = Callable[[Path, Path, dict, Path, str], None]
+"""``executor(notebook, output, parameters, cwd, kernel)``: execute and write ``output``; raise on failure."""
+
+
+class ConfigError(ValueError):
+    """A reproduce config that cannot be run (the message names the config, notebook and key)."""
+
+
+class NotebookFailed(RuntimeError):
+    def __init__(self, name: str, output: Path, reason: str):
+        self.name, self.output, self.reason = name, output, reason
+        super().__init__(
+            f"notebook {name} failed: {reason}\n"
+            f"  the executed notebook with the error: {output}\n"
+            f"  the stamps of the notebooks before it are kept: fix it and run `make reproduce` again "
+            f"to resume from {name}")
+
+
+# --------------------------------------------------------------------------- config
+@dataclass
+class NotebookSpec:
+    name: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    inputs: list[str] | None = None  # None: the results of every earlier notebook
+
+
+@dataclass
+class ReproduceConfig:
+    notebooks: list[NotebookSpec]
+    root: Path
+    source: str = "config"
+    description: str = ""
+    runs_dir: str = "runs"
+    kernel: str = "python3"
+    report: dict | None = field(default_factory=lambda: {"out": "paper.md", "suffix": ""})
+
+    @property
+    def notebooks_dir(self) -> Path:
+        return self.root / "notebooks"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / "results"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / self.runs_dir
+
+    @property
+    def stamps_dir(self) -> Path:
+        return self.runs / ".stamps"
+
+    def notebook_path(self, name: str) -> Path:
+        return self.notebooks_dir / f"{name}.ipynb"
+
+
+def project_root() -> Path:
+    """The nearest directory above the working directory holding pyproject.toml and src/memat, else the
+    checkout this module was imported from."""
+    for d in [Path.cwd(), *Path.cwd().parents]:
+        if (d / "pyproject.toml").exists() and (d / "src" / "memat").is_dir():
+            return d
+    here = Path(__file__).resolve().parents[2]
+    return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+_TOP_KEYS = {"description", "runs_dir", "kernel", "report", "notebooks"}
+_NB_KEYS = {"name", "parameters", "inputs"}
+
+
+def load_config(source: str | Path | Mapping, root: str | Path | None = None) -> ReproduceConfig:
+    """A config from a YAML path or a mapping; its structure is checked here, the notebooks and their
+    parameters by :func:`plan`."""
+    root = Path(root) if root is not None else project_root()
+    if isinstance(source, Mapping):
+        data, where = dict(source), "reproduce config"
+    else:
+        path = Path(source)
+        if not path.is_absolute() and not path.exists():
+            path = root / path
+        if not path.exists():
+            raise ConfigError(f"no reproduce config {source}")
+        data, where = yaml.safe_load(path.read_text(encoding="utf-8")) or {}, str(source)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping with a 'notebooks' list")
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(_TOP_KEYS)}")
+    items = data.get("notebooks")
+    if not isinstance(items, list) or not items:
+        raise ConfigError(f"{where}: 'notebooks' must be a non-empty list")
+    specs, seen = [], set()
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ConfigError(f"{where}: notebooks[{i}] must be a name or a mapping with 'name'")
+        bad = sorted(set(item) - _NB_KEYS)
+        if bad:
+            raise ConfigError(f"{where}: notebook {item['name']}: unknown key(s) {bad}; known: {sorted(_NB_KEYS)}")
+        name = item["name"].removesuffix(".ipynb")
+        if name in seen:
+            raise ConfigError(f"{where}: notebook {name} is listed twice")
+        seen.add(name)
+        params = item.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise ConfigError(f"{where}: notebook {name}: 'parameters' must be a mapping")
+        inputs = item.get("inputs")
+        if inputs is not None and not (isinstance(inputs, list) and all(isinstance(x, str) for x in inputs)):
+            raise ConfigError(f"{where}: notebook {name}: 'inputs' must be a list of notebook names or paths")
+        specs.append(NotebookSpec(name, dict(params), None if inputs is None else list(inputs)))
+    report = data.get("report", {"out": "paper.md", "suffix": ""})
+    if report is False or report is None:
+        report = None
+    elif not isinstance(report, dict) or set(report) - {"out", "suffix"}:
+        raise ConfigError(f"{where}: 'report' must be false or a mapping with 'out' and 'suffix'")
+    else:
+        report = {"out": report.get("out", "paper.md"), "suffix": report.get("suffix", "") or ""}
+    return ReproduceConfig(notebooks=specs, root=root, source=where, description=str(data.get("description", "")),
+                           runs_dir=str(data.get("runs_dir", "runs")), kernel=str(data.get("kernel", "python3")),
+                           report=report)
+
+
+# --------------------------------------------------------------------------- fingerprints
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _canon(x: Any) -> bytes:
+    return json.dumps(x, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def notebook_hashes(path: Path) -> dict[str, str]:
+    """``{"code": sha256 of the code cells' sources and tags, "markdown": sha256 of the markdown cells}``;
+    outputs, execution counts and other metadata do not count."""
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    code, md = [], []
+    for cell in nb.get("cells", []):
+        src = cell.get("source", "")
+        src = "".join(src) if isinstance(src, list) else src
+        if cell.get("cell_type") == "code":
+            code.append({"source": src, "tags": sorted(cell.get("metadata", {}).get("tags", []))})
+        elif cell.get("cell_type") == "markdown":
+            md.append(src)
+    return {"code": _sha(_canon(code)), "markdown": _sha(_canon(md))}
+
+
+def package_hash(root: Path) -> str:
+    """sha256 over (path, sha256) of ``src/memat/**/*.py`` and ``configs/**/*.yaml`` under ``root``,
+    without :data:`PACKAGE_EXCLUDE`."""
+    files = sorted([*root.glob("src/memat/**/*.py"), *root.glob("configs/**/*.yaml")])
+    entries = []
+    for f in files:
+        rel = f.relative_to(root).as_posix()
+        if any(fnmatch.fnmatch(rel, pat) for pat in PACKAGE_EXCLUDE):
+            continue
+        entries.append([rel, _sha(f.read_bytes())])
+    return _sha(_canon(entries))
+
+
+def _path_hash(path: Path) -> str | None:
+    if path.is_file():
+        return _sha(path.read_bytes())
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return _sha(_canon([[p.relative_to(path).as_posix(), _sha(p.read_bytes())] for p in files]))
+    return None
+
+
+# --------------------------------------------------------------------------- the plan
+@dataclass
+class PlanItem:
+    name: str
+    action: str  # "run", "skip" or "missing"
+    reasons: list[str]
+    notebook: Path
+    output: Path
+    parameters: dict
+    results: list[str]  # paths relative to the root the notebook must write
+    inputs: list[str]  # paths relative to the root
+    fingerprint: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _defaults(path: Path) -> dict[str, Any]:
+    """The parameters cell of ``path`` as papermill reads it: name -> default (a literal, or its source text)."""
+    import papermill
+
+    out = {}
+    for name, info in papermill.inspect_notebook(str(path)).items():
+        try:
+            out[name] = ast.literal_eval(info["default"])
+        except (ValueError, SyntaxError):
+            out[name] = info["default"]
+    return out
+
+
+def _results_name(spec: NotebookSpec, defaults: Mapping[str, Any] | None) -> str:
+    if "RESULTS_NAME" in spec.parameters:
+        return str(spec.parameters["RESULTS_NAME"])
+    if defaults and isinstance(defaults.get("RESULTS_NAME"), str):
+        return defaults["RESULTS_NAME"]
+    return spec.name
+
+
+def _validate(config: ReproduceConfig) -> tuple[dict[str, dict | None], list[tuple[str, str]]]:
+    """Per notebook: its parameter defaults (None when its file is missing); (name, warning) pairs.
+    Raises ConfigError."""
+    defaults: dict[str, dict | None] = {}
+    warnings = []
+    for spec in config.notebooks:
+        path = config.notebook_path(spec.name)
+        rel = path.relative_to(config.root).as_posix() if path.is_relative_to(config.root) else str(path)
+        if path.exists():
+            defaults[spec.name] = _defaults(path)
+            known = list(defaults[spec.name])
+            where = "its parameters cell defines"
+        elif spec.name in PLANNED:
+            defaults[spec.name] = None
+            known = list(PLANNED[spec.name])
+            where = "it will define"
+            warnings.append((spec.name, f"warning: {rel} does not exist yet"))
+        else:
+            raise ConfigError(f"{config.source}: unknown notebook {spec.name!r}: there is no {rel}, and it is not one "
+                              f"of the paper's notebooks {list(PLANNED)}")
+        for p in spec.parameters:
+            if p not in known:
+                raise ConfigError(f"{config.source}: notebook {spec.name}: unknown parameter {p!r}; {where} {known}")
+    return defaults, warnings
+
+
+def _stamp_path(config: ReproduceConfig, name: str) -> Path:
+    return config.stamps_dir / f"{name}.json"
+
+
+def _read_stamp(config: ReproduceConfig, name: str) -> dict | None:
+    p = _stamp_path(config, name)
+    try:
+        stamp = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return stamp if isinstance(stamp, dict) and stamp.get("version") == STAMP_VERSION else None
+
+
+def _fingerprint(config: ReproduceConfig, item: PlanItem, pkg: str) -> dict:
+    return {
+        **notebook_hashes(item.notebook),
+        "parameters": item.parameters,
+        "package": pkg,
+        "inputs": {rel: _path_hash(config.root / rel) for rel in item.inputs},
+    }
+
+
+def _reasons(old: dict | None, new: dict, results: Sequence[str], root: Path) -> tuple[list[str], list[str]]:
+    """(reasons to run, notes) comparing the stamp's fingerprint ``old`` with ``new``."""
+    if old is None:
+        return ["no successful run"], []
+    reasons, notes = [], []
+    if old.get("code") != new["code"]:
+        reasons.append("code changed")
+    if old.get("parameters") != new["parameters"]:
+        was, now = old.get("parameters") or {}, new["parameters"]
+        keys = sorted(k for k in set(was) | set(now) if was.get(k, "<default>") != now.get(k, "<default>"))
+        reasons.append("parameters changed (" + ", ".join(
+            f"{k}: {json.dumps(was.get(k, '<default>'))} -> {json.dumps(now.get(k, '<default>'))}" for k in keys) + ")")
+    if old.get("package") != new["package"]:
+        reasons.append("memat package changed")
+    was_in, now_in = old.get("inputs") or {}, new["inputs"]
+    changed = sorted(k for k in set(was_in) | set(now_in) if was_in.get(k, "<absent>") != now_in.get(k, "<absent>"))
+    if changed:
+        reasons.append("inputs changed: " + ", ".join(changed))
+    missing = [r for r in results if not (root / r).exists()]
+    if missing:
+        reasons.append("results missing: " + ", ".join(missing))
+    if not reasons and old.get("markdown") != new["markdown"]:
+        notes.append("markdown changed only: not re-run (--force refreshes the executed copy)")
+    return reasons, notes
+
+
+def plan(config: ReproduceConfig, *, force: bool = False, only: Sequence[str] | None = None) -> list[PlanItem]:
+    """What :func:`reproduce` would do now, notebook by notebook, and why. Raises ConfigError for an
+    unknown notebook, parameter, input or ``only`` name."""
+    defaults, warnings = _validate(config)
+    names = [s.name for s in config.notebooks]
+    for n in only or ():
+        if n not in names:
+            raise ConfigError(f"--only {n}: not a notebook of {config.source} ({', '.join(names)})")
+    pkg = package_hash(config.root)
+    items: list[PlanItem] = []
+    results_of: dict[str, list[str]] = {}
+    for i, spec in enumerate(config.notebooks):
+        nb_path = config.notebook_path(spec.name)
+        results = [f"results/{_results_name(spec, defaults[spec.name])}.json"]
+        results_of[spec.name] = results
+        if spec.inputs is None:
+            inputs = [r for s in config.notebooks[:i] for r in results_of[s.name]]
+        else:
+            inputs = []
+            for x in spec.inputs:
+                if x in results_of:
+                    inputs += results_of[x]
+                elif x in names:
+                    raise ConfigError(f"{config.source}: notebook {spec.name}: input {x!r} runs after it")
+                else:
+                    inputs.append(Path(x).as_posix())
+        output = config.runs / f"{spec.name}.ipynb"
+        item = PlanItem(spec.name, "run", [], nb_path, output, dict(spec.parameters), results, inputs)
+        if defaults[spec.name] is None:
+            item.action, item.reasons = "missing", [w for n, w in warnings if n == spec.name]
+            items.append(item)
+            continue
+        item.fingerprint = _fingerprint(config, item, pkg)
+        stamp = _read_stamp(config, spec.name)
+        reasons, item.notes = _reasons(stamp and stamp.get("fingerprint"), item.fingerprint, results, config.root)
+        upstream = [p.name for p in items if p.action == "run" and set(p.results) & set(inputs)]
+        if upstream and not reasons:
+            reasons = [f"inputs re-made first by {', '.join(upstream)}"]
+        if only and spec.name not in only:
+            item.action, item.reasons = "skip", ["not selected (--only)"]
+        elif force:
+            item.reasons = ["--force"] + reasons
+        elif reasons:
+            item.reasons = reasons
+        else:
+            item.action, item.reasons = "skip", ["up to date"]
+        items.append(item)
+    return items
+
+
+def format_plan(items: Sequence[PlanItem], config: ReproduceConfig | None = None) -> str:
+    width = max(len(i.name) for i in items)
+    lines = [f"reproduce plan ({config.source}):" if config else "reproduce plan:"]
+    for it in items:
+        action = {"missing": "skip"}.get(it.action, it.action)
+        why = "; ".join(it.reasons + it.notes)
+        lines.append(f"  {action:<4}  {it.name:<{width}}  {why}")
+    if config and config.report:
+        lines.append(f"  then  {config.report['out']} from results/*{config.report['suffix']}.json (memat report)")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- running
+def papermill_executor(notebook: Path, output: Path, parameters: dict, cwd: Path, kernel: str) -> None:
+    """Execute ``notebook`` into ``output`` with papermill (which leaves the failed notebook in ``output``)."""
+    import papermill
+
+    papermill.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(cwd),
+                               kernel_name=kernel, progress_bar=sys.stderr.isatty(), log_output=False)
+
+
+def _failure_reason(exc: BaseException) -> str:
+    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    if ename:
+        return f"{ename}: {evalue}"
+    first = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {first[0] if first else ''}"
+
+
+def reproduce(config: ReproduceConfig, *, force: bool = False, only: Sequence[str] | None = None,
+              plan_only: bool = False, executor: Executor | None = None, report: bool = True,
+              log: Callable[[str], None] = print) -> list[PlanItem]:
+    """Run the notebooks that need it, in order; rebuild the report. Returns the final plan items (their
+    ``action`` is "ran", "skip" or "missing" afterwards). Raises :class:`NotebookFailed` on a failure."""
+    items = plan(config, force=force, only=only)
+    log(format_plan(items, config))
+    if plan_only:
+        return items
+    executor = executor or papermill_executor
+    pkg = package_hash(config.root)
+    done: list[PlanItem] = []
+    for item in items:
+        if item.action != "run":
+            done.append(item)
+            continue
+        # re-check against the inputs as they are now: an upstream notebook may have re-made them identically
+        item.fingerprint = _fingerprint(config, item, pkg)
+        stamp = _read_stamp(config, item.name)
+        reasons, _ = _reasons(stamp and stamp.get("fingerprint"), item.fingerprint, item.results, config.root)
+        if not reasons and not force:
+            item.action, item.reasons = "skip", ["up to date (its inputs were re-made identically)"]
+            log(f"skip  {item.name}: {item.reasons[0]}")
+            done.append(item)
+            continue
+        config.runs.mkdir(parents=True, exist_ok=True)
+        log(f"run   {item.name} -> {item.output.relative_to(config.root) if item.output.is_relative_to(config.root) else item.output}")
+        t0 = time.perf_counter()
+        _stamp_path(config, item.name).unlink(missing_ok=True)  # the stamp means "this version succeeded"
+        try:
+            executor(item.notebook, item.output, item.parameters, config.notebooks_dir, config.kernel)
+        except Exception as exc:  # any failure of the notebook stops the run
+            raise NotebookFailed(item.name, item.output, _failure_reason(exc)) from exc
+        missing = [r for r in item.results if not (config.root / r).exists()]
+        if missing:
+            raise NotebookFailed(item.name, item.output, f"it ran but did not write {', '.join(missing)}")
+        seconds = time.perf_counter() - t0
+        stamp = {"version": STAMP_VERSION, "notebook": item.name, "fingerprint": item.fingerprint,
+                 "output": item.output.relative_to(config.root).as_posix() if item.output.is_relative_to(config.root)
+                 else str(item.output), "results": item.results, "seconds": round(seconds, 1)}
+        atomic_write_text(_stamp_path(config, item.name), json.dumps(stamp, indent=1, sort_keys=True) + "\n")
+        log(f"done  {item.name} in {seconds:.0f} s")
+        item.action = "ran"
+        done.append(item)
+    for item in done:
+        if item.action == "missing":
+            log(f"{item.name}: skipped, {'; '.join(item.reasons)}")
+    if report and config.report:
+        from .report import write_report
+
+        out = write_report(config.root / config.report["out"], results_dir=config.results_dir,
+                           figures_dir=config.root / "figures", suffix=config.report["suffix"])
+        log(f"report: {out.relative_to(config.root) if out.is_relative_to(config.root) else out}")
+    return done
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .cli import main as cli_main
+
+    return cli_main(["reproduce", *(argv if argv is not None else sys.argv[1:])])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,343 @@
+"""paper.md (memat.report): built from the committed results, every table number sourced, missing results
+reported as "not run yet", deterministic bytes, and claim verdicts that follow the numbers."""
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from memat import published as pub
+from memat import report
+from memat.report import FAILS, HOLDS, NOT_RUN, PARTLY, SECTIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+FIGURES = ROOT / "figures"
+
+
+# --------------------------------------------------------------------------- helpers
+def _verdicts(text: str) -> dict[str, str]:
+    """claim text -> status, from the summary list of paper.md."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("- ") and " — **" in line and line.endswith("**") and ": " in line:
+            claim, status = line[2:].rsplit(" — **", 1)
+            out[claim.split(": ", 1)[1]] = status[:-2]
+    return out
+
+
+def _claim(section_key: str, i: int = 0) -> str:
+    return next(s for s in SECTIONS if s.key == section_key).claims[i].text
+
+
+def _check_sourced(text: str, results: dict) -> None:
+    """Every number of every table of each section comes from that section's results files (or the
+    published numbers)."""
+    sections = report.split_sections(text)
+    for s in SECTIONS:
+        payloads = [results[n] for n in (*s.results, *s.optional) if n in results]
+        bad = report.unsourced_table_numbers(sections[s.title], payloads)
+        assert not bad, f"{s.title}: numbers in tables not found in {s.results}: {bad[:5]}"
+    assert not report.unsourced_table_numbers(sections["Published numbers used"], [])
+
+
+# --------------------------------------------------------------------------- synthetic results
+METRICS9 = ("ES", "PS", "NS", "EM", "PM", "NM", "EA", "PA", "NA")
+
+
+def fig1_results(es_j1: float = 66.7, es_j05: float = 41.7) -> dict:
+    rows = []
+    for model, shift in (("unedited", -30.0), ("MEMIT", 0.0)):
+        for group, base in (("all", (es_j1 + es_j05) / 2), ("J=1", es_j1), ("J<=0.5", es_j05)):
+            n = 24 if group == "all" else 12
+            for lang in ("ca", "en"):
+                for m in METRICS9:
+                    v = 100.0 if (lang == "ca" and m == "ES" and model == "MEMIT") else base + shift
+                    rows.append({"model": model, "lang": lang, "metric": m, "mean": v, "ci": 5.25, "n": n, "group": group})
+    return {"parameters": {"MODEL": "tiny", "DATASET": "toy", "L1": "ca", "L2": "en", "N_EDITS": 24, "SEED": 0},
+            "model": {"name": "tiny", "model_type": "llama", "device": "cpu", "dtype": "torch.float32"},
+            "metrics": rows, "heldout_nll": {"unedited": {"ca": 4.5, "en": 3.75}, "MEMIT": {"ca": 4.625, "en": 3.875}},
+            "per_case": [{"case_id": 1, "nll_new": 1.234567}]}
+
+
+def heads_results(peak: float = 0.8) -> dict:
+    def row(l1, l2, cases, p):
+        return {"L1": l1, "L2": l2, "cases": cases, "kept": 24, "of": 24, "train": 90, "val": 40, "peak": p,
+                "layer": 5, "head": 1, "peak L>4": p, "mean": 0.55, "mean top-16": p - 0.125}
+    rows = [row("ca", "en", "all", peak), row("ca", "en", "refined", peak), row("en", "ca", "all", peak),
+            row("en", "ca", "refined", peak), row("unedited", "ca", "all", 0.625), row("unedited", "en", "all", 0.625)]
+    return {"parameters": {"MODEL": "tiny", "N_EDITS": 24, "K": 16}, "table": rows}
+
+
+def memat_results(delta: float = 12.0) -> dict:
+    rows = []
+    settings = ("CC", "CE", "EC", "EE", "CC*", "CE*")
+    for s in settings:
+        for lang in ("ca", "en"):
+            for i, m in enumerate(METRICS9):
+                base = 40.0 + i
+                rows.append({"method": "MEMIT", "setting": s, "lang": lang, "metric": m, "mean": base, "ci": 2.5, "n": 100})
+                rows.append({"method": "PMET", "setting": s, "lang": lang, "metric": m, "mean": base - 1, "ci": 2.5, "n": 100})
+                rows.append({"method": "MEMAT-16", "setting": s, "lang": lang, "metric": m, "mean": base + delta,
+                             "ci": 2.5, "n": 100})
+    for lang in ("ca", "en"):
+        for m in METRICS9:
+            rows.append({"method": "unedited", "setting": "CC", "lang": lang, "metric": m, "mean": 10.0, "ci": 1.5, "n": 100})
+    k_sweep = [{"k": k, "setting": "CC", "lang": lang, "metric": m, "mean": 50.0 + (delta if k == 16 else 0.0),
+                "ci": 2.0, "n": 100} for k in (8, 16, 32, 48) for lang in ("ca", "en") for m in ("ES", "PS", "NS")]
+    table3 = [{"method": meth, "lang": lang, "metric": m, "mean": 60.0 + j, "ci": 3.0, "n": 50}
+              for j, meth in enumerate(("MEMIT joint", "MEMIT sum", "MEMAT joint")) for lang in ("ca", "en")
+              for m in ("ES", "PS", "NS")]
+    return {"parameters": {"MODEL": "tiny", "N_EDITS": 100, "K": 16}, "metrics": rows, "table3": table3,
+            "k_sweep": k_sweep, "magnitude_gain": {"statement": "MEMAT adds magnitude", "EM gain": 12.5}}
+
+
+def scaling_results(delta: float = 5.0, extra_s: float = 30.0) -> dict:
+    rows, res = [], []
+    for method, d in (("MEMIT", 0.0), ("MEMAT (CC*)", delta)):
+        for n in (10, 100, 1000):
+            for lang in ("ca", "en"):
+                for m in ("ES", "PS", "NS"):
+                    rows.append({"method": method, "n_edits": n, "lang": lang, "metric": m, "mean": 70.0 + d - n / 100,
+                                 "ci": 1.5, "n": n})
+            res.append({"method": method, "n_edits": n, "wall_s": 120.0 + (extra_s if d else 0.0), "peak_mem_mb": 2048.0})
+    return {"parameters": {"MODEL": "tiny", "I_RANGE": [4, 8, 12]}, "metrics": rows, "resources": res}
+
+
+def iti_results(iti_es: float = 20.0) -> dict:
+    rows = []
+    for lang in ("ca", "en"):
+        for alpha in (5.0, 15.0):
+            rows.append({"method": "ITI", "alpha": alpha, "k": 16, "lang": lang, "metric": "ES", "mean": iti_es,
+                         "ci": 4.0, "n": 50})
+        rows.append({"method": "MEMIT", "alpha": None, "k": None, "lang": lang, "metric": "ES", "mean": 80.0, "ci": 4.0, "n": 50})
+        rows.append({"method": "MEMAT", "alpha": 15.0, "k": 16, "lang": lang, "metric": "ES", "mean": 85.0, "ci": 4.0, "n": 50})
+    return {"parameters": {"MODEL": "tiny", "N_EDITS": 50}, "metrics": rows}
+
+
+def lr_results(spread: float = 20.0) -> dict:
+    rows = []
+    for method in ("MEMIT", "PMET"):
+        for i, lr in enumerate((0.05, 0.5, 5.0)):
+            for lang in ("ca", "en"):
+                for m in ("ES", "PS", "NS", "HM"):
+                    rows.append({"method": method, "lr": lr, "lang": lang, "metric": m,
+                                 "mean": 50.0 + spread * i / 2, "ci": 3.0, "n": 40})
+    return {"parameters": {"MODEL": "tiny", "N_EDITS": 40}, "metrics": rows}
+
+
+def synthetic(**kw) -> dict:
+    return {
+        "01_dataset_translation": json.loads((RESULTS / "01_dataset_translation.json").read_text()),
+        "02_crosslingual_memit": fig1_results(*kw.get("fig1", ())),
+        "03_head_localization": heads_results(*kw.get("heads", ())),
+        "04_memat": memat_results(*kw.get("memat", ())),
+        "05_scaling": scaling_results(*kw.get("scaling", ())),
+        "06_iti_ablation": iti_results(*kw.get("iti", ())),
+        "07_learning_rate": lr_results(*kw.get("lr", ())),
+    }
+
+
+# --------------------------------------------------------------------------- committed results
+@pytest.fixture(scope="module")
+def committed(tmp_path_factory) -> tuple[str, dict, Path]:
+    out = tmp_path_factory.mktemp("report") / "paper.md"
+    report.write_report(out, results_dir=RESULTS, figures_dir=FIGURES)
+    return out.read_text(encoding="utf-8"), report.load_results(RESULTS), out
+
+
+def test_header_sections_and_not_run(committed):
+    text, results, _ = committed
+    first = text.splitlines()[0]
+    assert "memat report" in first and "do not edit by hand" in first
+    positions = [text.index(f"## {s.title}\n") for s in SECTIONS]
+    assert positions == sorted(positions), "sections out of the paper's order"
+    chunks = report.split_sections(text)
+    for s in SECTIONS:
+        missing = [n for n in s.results if n not in results]
+        assert (NOT_RUN in chunks[s.title]) == bool(missing), s.title
+
+
+def test_committed_tables_and_figures(committed):
+    text, results, out = committed
+    _check_sourced(text, results)
+    # the tables come from the results: Fig. 1's cells and the data set's counts
+    row = report.one(results["02_crosslingual_memit"]["metrics"], model="MEMIT", lang="en", metric="ES", group="J=1")
+    assert f"{report.fmt(row['mean'])} ± {report.fmt(row['ci'])}" in text
+    assert report.fmt(results["01_dataset_translation_full"]["report"]["n_kept"], "count") in text
+    # figures are linked relative to the output file, and they exist
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert links
+    for link in links:
+        assert link.endswith(".png") and not Path(link).is_absolute()
+        assert (out.parent / link).resolve() == (FIGURES / Path(link).name).resolve()
+        assert (out.parent / link).exists()
+
+
+def test_committed_claims_read_the_numbers(committed):
+    text, results, _ = committed
+    v = _verdicts(text)
+    m = results["02_crosslingual_memit"]["metrics"]
+    hi = report.value(m, model="MEMIT", lang="en", metric="ES", group="J=1")
+    lo = report.value(m, model="MEMIT", lang="en", metric="ES", group="J<=0.5")
+    assert v[_claim("fig1", 2)] in (HOLDS, PARTLY) if hi > lo else v[_claim("fig1", 2)] in (FAILS, PARTLY)
+    assert f"higher for J=1 subjects ({report.fmt(hi)}, n=12) than for J<=0.5 ({report.fmt(lo)}, n=12)" in text
+
+
+def test_published_numbers_are_sourced_and_placed():
+    keys = [p.key for p in pub.PUBLISHED]
+    assert len(keys) == len(set(keys))
+    for p in pub.PUBLISHED:
+        assert p.where and p.source and p.text
+    for s in SECTIONS:
+        for k in s.published_keys:
+            pub.published(k)
+        assert s.paper in pub.NOT_TRANSCRIBED or s.published_keys
+    with pytest.raises(KeyError, match="known"):
+        pub.published("nope")
+
+
+# --------------------------------------------------------------------------- the checker can fail
+def test_checker_catches_an_injected_table_number(committed):
+    text, results, _ = committed
+    sections = report.split_sections(text)
+    title = next(s.title for s in SECTIONS if s.key == "fig1")
+    chunk = sections[title]
+    payloads = [results["02_crosslingual_memit"]]
+    assert report.unsourced_table_numbers(chunk, payloads) == []
+    # a number no results file holds, put into an existing cell
+    allowed = report.allowed_numbers(payloads)
+    fake = next(f"{x / 10:.1f}" for x in range(999, 0, -1) if f"{x / 10:.1f}" not in allowed)
+    row = next(r for r in report.table_rows(chunk) if r.startswith("| MEMIT | J=1 | en |"))
+    cells = row.split(" | ")
+    cells[3] = fake + " ± " + cells[3].split(" ± ")[1]
+    forged = chunk.replace(row, " | ".join(cells))
+    bad = report.unsourced_table_numbers(forged, payloads)
+    assert [n for n, _ in bad] == [fake]
+    # a whole invented row, and a number with thousands separators
+    bad = report.unsourced_table_numbers(chunk + "\n| invented | 987.6 | 12,345 |\n", payloads)
+    assert {n for n, _ in bad} == {"987.6", "12,345"}
+    # numbers in prose are not table numbers; names with digits (P101, fig7) are not numbers
+    assert report.unsourced_table_numbers(chunk + "\nprose 987.6\n", payloads) == []
+    assert report.numbers_in("| P101 | fig7_x | J<=0.5 | MEMAT-16 | 1,492 | -3.2 | 5e-05 |") == [
+        "0.5", "16", "1,492", "3.2", "5e-05"]
+
+
+# --------------------------------------------------------------------------- missing results, determinism
+def test_missing_results_say_not_run_yet(tmp_path):
+    text = report.build_report({}, figures_dir=tmp_path, out_dir=tmp_path)
+    chunks = report.split_sections(text)
+    for s in SECTIONS:
+        assert NOT_RUN in chunks[s.title], s.title
+    assert set(_verdicts(text).values()) == {report.UNMEASURED}
+    # an empty results folder works too, through write_report
+    out = report.write_report(tmp_path / "paper.md", results_dir=tmp_path / "none", figures_dir=tmp_path)
+    assert NOT_RUN in out.read_text()
+
+
+def test_deterministic_bytes(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        d.mkdir()
+        report.write_report(d / "paper.md", results_dir=RESULTS, figures_dir=FIGURES)
+    assert (a / "paper.md").read_bytes() == (b / "paper.md").read_bytes()
+    data = synthetic()
+    shuffled = {k: copy.deepcopy(data[k]) for k in reversed(list(data))}
+    for k in shuffled:  # row order inside the files does not matter either
+        for key in ("metrics", "k_sweep", "table", "resources"):
+            if isinstance(shuffled[k].get(key), list):
+                shuffled[k][key].reverse()
+    kw = {"figures_dir": tmp_path, "out_dir": tmp_path}
+    assert report.build_report(data, **kw) == report.build_report(shuffled, **kw)
+
+
+def test_suffix_selects_another_run(tmp_path):
+    data = {k + "_aguila": v for k, v in synthetic().items()}
+    text = report.build_report(data, figures_dir=tmp_path, out_dir=tmp_path, suffix="_aguila")
+    assert NOT_RUN not in text and "results/02_crosslingual_memit_aguila.json" in text
+    assert NOT_RUN in report.build_report(data, figures_dir=tmp_path, out_dir=tmp_path)
+
+
+# --------------------------------------------------------------------------- claims follow the numbers
+def test_synthetic_report_is_complete_and_sourced(tmp_path):
+    data = synthetic()
+    text = report.build_report(data, figures_dir=tmp_path, out_dir=tmp_path)
+    assert NOT_RUN not in text
+    _check_sourced(text, data)
+    for title in ("MEMAT-16", "MEMAT (CC*)", "MEMIT joint", "Edits in Catalan, evaluated in English"):
+        assert title in text
+    assert "| CC | en | 16 |" in text  # the K sweep table
+    assert "_(figure `fig9_k_sweep.png` not found)_" in text
+
+
+@pytest.mark.parametrize("section,index,good,bad", [
+    ("fig1", 2, {"fig1": (66.7, 41.7)}, {"fig1": (41.7, 66.7)}),
+    ("heads", 0, {"heads": (0.8,)}, {"heads": (0.6,)}),
+    ("heads", 1, {"heads": (0.8,)}, {"heads": (0.6,)}),
+    ("memat", 0, {"memat": (12.0,)}, {"memat": (-3.0,)}),
+    ("memat", 1, {"memat": (12.0,)}, {"memat": (-3.0,)}),
+    ("memat", 2, {"memat": (12.0,)}, {"memat": (-3.0,)}),
+    ("memat", 3, {"memat": (12.0,)}, {"memat": (-3.0,)}),
+    ("ksweep", 0, {"memat": (12.0,)}, {"memat": (-3.0,)}),
+    ("scaling", 0, {"scaling": (5.0,)}, {"scaling": (-5.0,)}),
+    ("scaling", 1, {"scaling": (5.0, 30.0)}, {"scaling": (5.0, 300.0)}),
+    ("iti", 0, {"iti": (20.0,)}, {"iti": (95.0,)}),
+    ("lr", 0, {"lr": (20.0,)}, {"lr": (2.0,)}),
+])
+def test_claims_flip_with_the_numbers(tmp_path, section, index, good, bad):
+    claim = _claim(section, index)
+    kw = {"figures_dir": tmp_path, "out_dir": tmp_path}
+    assert _verdicts(report.build_report(synthetic(**good), **kw))[claim] == HOLDS
+    assert _verdicts(report.build_report(synthetic(**bad), **kw))[claim] == FAILS
+
+
+def test_claim_detail_states_the_numbers(tmp_path):
+    kw = {"figures_dir": tmp_path, "out_dir": tmp_path}
+    text = report.build_report(synthetic(fig1=(66.7, 41.7)), **kw)
+    assert ("**holds**: ES(en) after a Catalan edit is higher for J=1 subjects (66.7, n=12) than for J<=0.5 "
+            "(41.7, n=12)") in text
+    text = report.build_report(synthetic(fig1=(41.7, 66.7)), **kw)
+    assert "**does not hold**: ES(en) after a Catalan edit is not higher for J=1 subjects (41.7, n=12)" in text
+
+
+def test_a_judge_that_lacks_its_rows_says_not_measured(tmp_path):
+    data = synthetic()
+    data["04_memat"]["metrics"] = [r for r in data["04_memat"]["metrics"] if not r["method"].startswith("MEMAT")]
+    v = _verdicts(report.build_report(data, figures_dir=tmp_path, out_dir=tmp_path))
+    assert v[_claim("memat", 0)] == report.UNMEASURED
+
+
+def test_fmt_is_the_one_formatter():
+    assert report.fmt(66.66666) == "66.7"
+    assert report.fmt(0.7272727, "frac") == "72.7"
+    assert report.fmt(10641, "count") == "10,641"
+    assert report.fmt(4.6846, "nats") == "4.685"
+    assert report.fmt(5e-05, "g") == "5e-05"
+    assert report.fmt(None) == "—" and report.fmt(float("nan")) == "—"
+    with pytest.raises(ValueError, match="unknown kind"):
+        report.fmt(1.0, "bogus")
+
+
+def test_cli_report(tmp_path, capsys):
+    from memat import cli
+
+    out = tmp_path / "paper.md"
+    args = ["report", "--out", str(out), "--results-dir", str(RESULTS), "--figures-dir", str(FIGURES)]
+    assert cli.main(args) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert out.read_bytes() == report.build_report(results_dir=RESULTS, figures_dir=FIGURES,
+                                                   out_dir=tmp_path).encode("utf-8")
+    assert not [p for p in tmp_path.iterdir() if p.name != "paper.md"]  # no temporary file left
+
+
+def test_a_results_file_of_another_schema_is_reported_not_fatal(tmp_path):
+    data = synthetic()
+    for r in data["05_scaling"]["metrics"]:
+        del r["metric"]
+    text = report.build_report(data, figures_dir=tmp_path, out_dir=tmp_path)
+    chunk = report.split_sections(text)[next(s.title for s in SECTIONS if s.key == "scaling")]
+    assert "Could not build this section's tables from `results/05_scaling.json`: KeyError" in chunk
+    assert "## Fig. 10" in text  # the next sections are still there
