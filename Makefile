@@ -7,7 +7,7 @@ export MEMAT_DATA_SOURCE := $(DATA_SOURCE)
 PAPERMILL ?= $(PYTHON) -m papermill --log-level WARNING
 # the reproduce config: configs/reproduce/cpu.yaml (CPU defaults) or configs/reproduce/paper.yaml (GPU, aguila-7b)
 CONFIG ?= configs/reproduce/cpu.yaml
-NOTEBOOKS := notebooks/01_dataset_translation.ipynb notebooks/02_crosslingual_memit.ipynb notebooks/03_head_localization.ipynb
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 # Debian packages: Apertium English->Catalan, the offline translator of notebook 01
 APT_PACKAGES := apertium apertium-eng-cat
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

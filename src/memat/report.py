@@ -572,8 +572,10 @@ def _diffs(d: Mapping, settings: Sequence[str]) -> dict[str, dict[tuple[str, str
     m = _memat_method(d)
     out = {}
     for s in settings:
-        a = _cells(where(d["metrics"], method=m, setting=s))
-        b = _cells(_baseline(d["metrics"], "MEMIT", s))
+        rows_a = where(d["metrics"], method=m, setting=s)
+        case_sets = {r.get("cases") for r in rows_a}  # MEMIT on the same case set (A, or B for recycled rows)
+        a = _cells(rows_a)
+        b = _cells([r for r in _baseline(d["metrics"], "MEMIT", s) if r.get("cases") in case_sets])
         common = sorted(set(a) & set(b))
         if common:
             out[s] = {c: a[c] - b[c] for c in common}
@@ -599,7 +601,10 @@ def _build_memat(ctx: Context) -> list[str]:
             if not part:
                 continue
             lines += [f"Edits in {_lang({'C': 'ca', 'E': 'en'}[edit])}, evaluated in {_lang(lang)}:", ""]
-            lines += long_table(part, [("method", "method", None), ("setting", "setting", None)]) + [""]
+            keys = [("method", "method", None), ("setting", "setting", None)]
+            if any("cases" in r for r in part):
+                keys.append(("cases", "cases", None))  # set A, or set B of the recycled rows
+            lines += long_table(part, keys) + [""]
     t3 = d.get("table3")
     if t3:
         lines += ["Table 3 (ours): editing both languages, jointly or as a sum of two edits:", ""]
