@@ -164,3 +164,50 @@ def test_errors():
         hm_bootstrap(df, n_boot=1)
     extra = summarize_grid({0.1: df}, metrics=("ES", "EM"), n_boot=20)
     assert extra.metric.tolist()[:3] == ["ES", "EM", "HM"]
+
+
+# --------------------------------------------------------------------------------------------------
+# with_learning_rate
+# --------------------------------------------------------------------------------------------------
+
+
+def test_with_learning_rate_memit_and_pmet_presets():
+    from memat.hparams import load_hparams
+    from memat.lrsearch import with_learning_rate
+    from memat.pmet import PmetHparams
+
+    hp = load_hparams("gemma3-270m")
+    out = with_learning_rate(hp, 20)
+    assert out.v_lr == 20.0 and isinstance(out.v_lr, float) and hp.v_lr == 5.0
+    assert {k: v for k, v in out.to_dict().items() if k != "v_lr"} == {k: v for k, v in hp.to_dict().items() if k != "v_lr"}
+    assert with_learning_rate(hp, 5).to_dict() == hp.to_dict()  # the preset's rate: the same edit (cache key)
+
+    pm = load_hparams("gemma3-270m", cls=PmetHparams, kind="pmet")
+    ratio = pm.attn_v_lr / pm.v_lr
+    for lr in (0.01, 0.05, 0.2):
+        o = with_learning_rate(pm, lr)
+        assert isinstance(o, PmetHparams) and o.v_lr == lr
+        assert o.attn_v_lr == pytest.approx(ratio * lr)
+    assert with_learning_rate(pm, pm.v_lr).attn_v_lr == pytest.approx(pm.attn_v_lr)
+    import dataclasses
+
+    same = dataclasses.replace(pm, attn_v_lr=None)  # one rate for both deltas: stays one rate
+    assert with_learning_rate(same, 0.3).attn_v_lr is None and with_learning_rate(same, 0.3).attn_lr == 0.3
+    off = dataclasses.replace(pm, attn_v_lr=0.0)  # no attention delta: stays off
+    assert with_learning_rate(off, 0.3).attn_v_lr == 0.0
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "x", None, True])
+def test_with_learning_rate_rejects_bad_rates(bad):
+    from memat.hparams import load_hparams
+    from memat.lrsearch import with_learning_rate
+
+    with pytest.raises(ValueError, match="learning rate"):
+        with_learning_rate(load_hparams("gemma3-270m"), bad)
+
+
+def test_with_learning_rate_needs_hparams():
+    from memat.lrsearch import with_learning_rate
+
+    with pytest.raises(TypeError, match="v_lr"):
+        with_learning_rate({"v_lr": 1.0}, 2.0)

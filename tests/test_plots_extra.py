@@ -84,7 +84,7 @@ def test_iti_heatmap():
     np.testing.assert_allclose(cells, want)  # rows alpha ascending, columns K ascending
     assert not ax.yaxis_inverted()  # first row (smallest alpha) at the bottom: alpha grows upwards
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "4", "16"]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["0.0", "5.0", "15.0"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "5", "15"]
     assert ax.get_xlabel() == "K (heads)" and ax.get_ylabel() == "alpha"
     title = ax.get_title()
     assert "ITI ES (ca)" in title and "MEMIT 55.2 ± 2.0" in title and "MEMAT 61.0 ± 1.5" in title and "99.0" not in title
@@ -141,4 +141,35 @@ def test_resources_plot():
     assert t.get_xscale() == "log" and t.get_yscale() == "log" and mem.get_yscale() == "linear"
     assert t.get_ylabel() == "wall time (s)" and mem.get_ylabel() == "peak memory (MB)"
     np.testing.assert_allclose(mem.lines[1].get_ydata(), [10.0, 60.0, 420.0])
+    plt.close(fig)
+
+
+def test_resources_plot_accepts_the_results_file_columns_and_a_memory_label():
+    # the rows notebook 05 writes: wall_s / peak_mem_mb (the names of results/05_scaling.json)
+    df = pd.DataFrame({"n_edits": [3, 6, 3, 6], "method": ["MEMIT", "MEMIT", "MEMAT (CE*)", "MEMAT (CE*)"],
+                       "wall_s": [2.0, 4.0, 12.0, 14.0], "peak_mem_mb": [5.0, 7.0, 50.0, 51.0]})
+    fig = resources_plot(df, mem_label="peak RSS growth (MB)")
+    t, mem = fig.axes
+    assert mem.get_ylabel() == "peak RSS growth (MB)"
+    np.testing.assert_allclose(t.lines[0].get_ydata(), [2.0, 4.0])
+    np.testing.assert_allclose(mem.lines[1].get_ydata(), [50.0, 51.0])
+    assert [l.get_label() for l in t.lines] == ["MEMIT", "MEMAT (CE*)"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match=r"no time column \(one of \['seconds', 'wall_s'\]"):
+        resources_plot(df.drop(columns="wall_s"))
+    with pytest.raises(ValueError, match=r"no memory column"):
+        resources_plot(df.drop(columns="peak_mem_mb"))
+
+
+def test_log_x_ticks_at_the_values_when_few():
+    df = _scaling_df()
+    fig = scaling_plot(df[df.n_edits.isin([1, 10])].assign(n_edits=lambda d: d.n_edits.map({1: 3, 10: 18})))
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    assert list(ax.get_xticks()) == [3.0, 18.0] and [t.get_text() for t in ax.get_xticklabels()] == ["3", "18"]
+    plt.close(fig)
+    many = pd.DataFrame([{"n_edits": n, "method": "MEMIT", "lang": "en", "metric": "ES", "mean": 50.0, "ci": 1.0}
+                         for n in [1, 2, 3, 6, 10, 18, 32, 56, 100, 178]])
+    fig = scaling_plot(many)
+    assert fig.axes[0].get_xscale() == "log" and len(fig.axes[0].get_xticks()) != 10  # matplotlib's own log ticks
     plt.close(fig)

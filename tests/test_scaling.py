@@ -159,3 +159,113 @@ def test_measure_fallbacks(monkeypatch):
         time.sleep(0.01)
     assert m.method == "ru_maxrss" and m.peak_mb >= 0 and m.ru_maxrss_mb > 0
     assert psutil is not None
+
+
+# --------------------------------------------------------------------------------------------------
+# release_memory and the measured cache
+# --------------------------------------------------------------------------------------------------
+
+
+def test_release_memory_and_measure_without_it():
+    assert isinstance(scaling.release_memory(), bool)
+    with measure(release=False) as m:
+        time.sleep(0.05)
+    assert m.seconds >= 0.05 and m.peak_mb >= 0
+
+
+def _tensor_io():
+    from safetensors.torch import load_file, save_file
+
+    return (lambda r, p: save_file(r, str(p))), (lambda p: load_file(str(p)))
+
+
+def test_measured_cache_computes_once_and_reports_the_first_measurement(tmp_path):
+    save, load = _tensor_io()
+    calls = []
+
+    def compute():
+        calls.append(1)
+        time.sleep(0.2)
+        return {"x": torch.arange(6.0) * len(calls)}
+
+    r1, rec1, fresh1 = scaling.measured_cache("t", "k" * 40, compute, save, load, root=tmp_path)
+    assert fresh1 and len(calls) == 1 and rec1["measurement"]["seconds"] >= 0.2
+    assert rec1["key"] == "k" * 40 and rec1["torch_threads"] >= 1
+    assert (tmp_path / "t" / f"{'k' * 32}.safetensors").is_file() and (tmp_path / "t" / f"{'k' * 32}.json").is_file()
+    r2, rec2, fresh2 = scaling.measured_cache("t", "k" * 40, compute, save, load, root=tmp_path)
+    assert not fresh2 and len(calls) == 1 and rec2 == rec1  # the cost of computing, not of loading
+    assert torch.equal(r2["x"], r1["x"])
+    # another key, or refresh: computed again
+    _, _, fresh3 = scaling.measured_cache("t", "j" * 40, compute, save, load, root=tmp_path)
+    r4, _, fresh4 = scaling.measured_cache("t", "k" * 40, compute, save, load, root=tmp_path, refresh=True)
+    assert fresh3 and fresh4 and len(calls) == 3 and torch.equal(r4["x"], torch.arange(6.0) * 3)
+    # a record for another key under the same file name (a 32-character prefix clash), or a lost result: recompute
+    _, _, fresh5 = scaling.measured_cache("t", "k" * 32 + "other", compute, save, load, root=tmp_path)
+    assert fresh5 and len(calls) == 4
+    (tmp_path / "t" / f"{'j' * 32}.safetensors").unlink()
+    _, _, fresh6 = scaling.measured_cache("t", "j" * 40, compute, save, load, root=tmp_path)
+    assert fresh6 and len(calls) == 5
+    with pytest.raises(ValueError, match="key must be a non-empty string"):
+        scaling.measured_cache("t", "", compute, save, load, root=tmp_path)
+
+
+def test_measured_cache_default_root_is_the_memat_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEMAT_CACHE", str(tmp_path))
+    save, load = _tensor_io()
+    scaling.measured_cache("t", "abc", lambda: {"x": torch.ones(2)}, save, load)
+    assert (tmp_path / "measured" / "t" / "abc.safetensors").is_file()
+
+
+def test_measured_memit_is_from_scratch_then_loaded(tmp_path, monkeypatch):
+    import memat.memit as memit_mod
+    from memat.hparams import MemitHparams
+    from memat.memit import EditRequest
+
+    monkeypatch.setenv("MEMAT_CACHE", str(tmp_path))
+    lm = make_tiny_model("llama")
+    layers = [1, 2]
+    stats = {l: torch.eye(lm.mlp_out_weight(l).shape[1]) for l in layers}
+    hp = MemitHparams(layers=layers, v_num_grad_steps=2, batch_size=8, mom2_update_weight=1.0, context_templates=[[3, 1]])
+    reqs = [EditRequest(0, "{} lives in", "Michael Jordan", "Tokyo"),
+            EditRequest(1, "{} was born in", "Lionel Messi", "Cairo")]
+    calls = []
+    real = memit_mod.compute_memit
+    monkeypatch.setattr(memit_mod, "compute_memit", lambda *a, **k: calls.append(k.get("targets")) or real(*a, **k))
+
+    d1, rec1, fresh1 = scaling.measured_memit(lm, reqs, hp, stats, "en")
+    assert fresh1 and calls == [None]  # the target vectors were optimised, not taken from a cache
+    assert not (tmp_path / "targets").exists() and not (tmp_path / "deltas").exists()
+    assert rec1["measurement"]["seconds"] > 0 and rec1["measurement"]["device"] == "cpu"
+    d2, rec2, fresh2 = scaling.measured_memit(lm, reqs, hp, stats, "en")
+    assert not fresh2 and len(calls) == 1 and rec2 == rec1
+    assert d1.deltas.keys() == d2.deltas.keys() and all(torch.equal(d1.deltas[k], d2.deltas[k]) for k in d1.deltas)
+    assert d2.meta["case_ids"] == [0, 1]
+    # the same edit as memit.cached_memit computes
+    ref = memit_mod.cached_memit(lm, reqs, hp, stats, "en", progress=False, cache=False)
+    assert all(torch.equal(ref.deltas[k], d2.deltas[k]) for k in ref.deltas)
+    # other statistics or requests: another edit
+    _, _, fresh3 = scaling.measured_memit(lm, reqs, hp, {l: 2 * s for l, s in stats.items()}, "en")
+    _, _, fresh4 = scaling.measured_memit(lm, reqs[:1], hp, stats, "en")
+    assert fresh3 and fresh4
+
+
+def test_measured_corrections_trained_once_then_loaded(tmp_path, monkeypatch):
+    import memat.memat as mm
+    from memat.data.records import EditCase, LangView
+    from memat.memat import MematHparams
+
+    monkeypatch.setenv("MEMAT_CACHE", str(tmp_path))
+    lm = make_tiny_model("gemma3_text")
+    cases = [EditCase(10, {"en": LangView("Toyota", "Japan", "Germany", "{} is located in", kl_prompts=("{} is a",))}),
+             EditCase(11, {"en": LangView("Lionel Messi", "football", "basketball", "{} plays", kl_prompts=("{} is a",))})]
+    heads = [(1, 0), (2, 3)]
+    hp = MematHparams(lr=0.05, n_steps=2, batch_size=2, seed=3, n_prefixes=1, prefix_len=3)
+    calls = []
+    real = mm.train_corrections
+    monkeypatch.setattr(mm, "train_corrections", lambda *a, **k: calls.append(1) or real(*a, **k))
+    (c1, log1), rec1, fresh1 = scaling.measured_corrections(lm, cases, heads, hp, langs="en")
+    (c2, log2), rec2, fresh2 = scaling.measured_corrections(lm, cases, heads, hp, langs=("en",))
+    assert fresh1 and not fresh2 and len(calls) == 1 and rec2 == rec1
+    assert c2.heads == heads and c2.vectors.dtype == torch.float32 and torch.equal(c1.vectors, c2.vectors)
+    assert [s["loss"] for s in log1["steps"]] == [s["loss"] for s in log2["steps"]] and len(log2["steps"]) == 2
+    assert not (tmp_path / "corrections").exists()  # kept in the measured cache only

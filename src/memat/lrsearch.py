@@ -17,6 +17,7 @@ HM, and its interval:
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Iterable, Mapping
@@ -27,7 +28,7 @@ import pandas as pd
 
 from .evaluate import METRIC_NAMES, summarize
 
-__all__ = ["HM_METRICS", "harmonic_mean", "hm_bootstrap", "summarize_grid"]
+__all__ = ["HM_METRICS", "harmonic_mean", "hm_bootstrap", "summarize_grid", "with_learning_rate"]
 
 #: the metrics whose harmonic mean is HM, and the prompt kind of each
 HM_METRICS = {"ES": "rewrite", "PS": "paraphrase", "NS": "neighborhood"}
@@ -148,3 +149,32 @@ def summarize_grid(
     order = {m: i for i, m in enumerate(metrics + ["HM"])}
     out["_o"] = out.metric.map(order)
     return out.sort_values(["lr", "lang", "_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
+
+
+def with_learning_rate(hp, lr: float):
+    """A copy of MEMIT or PMET hyperparameters with the target optimisation's learning rate ``v_lr = lr``.
+
+    For PMET hyperparameters (an ``attn_v_lr`` field) with a separate attention rate, that rate is scaled
+    in proportion, keeping the preset's ratio ``attn_v_lr / v_lr``; ``attn_v_lr`` None (the same rate as
+    ``v_lr``) and 0 (no attention delta) are kept as they are. ``lr`` is stored as a float, so ``5`` and
+    ``5.0`` give the same edit cache keys. The copy is validated (``hp.validate()``); the input is not
+    modified. Raises ValueError for an lr that is not a finite number > 0.
+    """
+    if isinstance(lr, bool):
+        raise ValueError(f"the learning rate must be a number, got {lr!r}")
+    try:
+        lr_f = float(lr)
+    except (TypeError, ValueError):
+        raise ValueError(f"the learning rate must be a number, got {lr!r}") from None
+    if not (math.isfinite(lr_f) and lr_f > 0):
+        raise ValueError(f"the learning rate must be finite and > 0, got {lr!r}")
+    if not dataclasses.is_dataclass(hp) or not hasattr(hp, "v_lr"):
+        raise TypeError(f"expected MEMIT/PMET hyperparameters with a v_lr field, got {type(hp).__name__}")
+    changes = {"v_lr": lr_f}
+    attn = getattr(hp, "attn_v_lr", None)
+    if attn is not None and attn != 0:
+        changes["attn_v_lr"] = float(attn) * lr_f / float(hp.v_lr)
+    out = dataclasses.replace(hp, **changes)
+    if hasattr(out, "validate"):
+        out.validate(f"{type(hp).__name__} with v_lr={lr_f:g}")
+    return out

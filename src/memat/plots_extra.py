@@ -22,6 +22,20 @@ def _need(df: pd.DataFrame, cols: Sequence[str], fn: str) -> None:
         raise ValueError(f"{fn}: the metrics table lacks columns {missing} (has {list(df.columns)})")
 
 
+def _log_x(ax, values, max_ticks: int = 8) -> None:
+    """Log x axis; with at most ``max_ticks`` distinct x values, ticks exactly at them with plain labels (a
+    narrow log range otherwise gets overlapping minor-tick labels such as ``3x10^0 4x10^0``)."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    ax.set_xscale("log")
+    xs = sorted({float(v) for v in values if np.isfinite(float(v)) and float(v) > 0})
+    if 0 < len(xs) <= max_ticks:
+        ax.xaxis.set_major_locator(FixedLocator(xs))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xticklabels([f"{x:g}" for x in xs])
+
+
 def _line_with_band(ax, x, mean, ci, label, color, linestyle="-", marker="o"):
     x, mean = np.asarray(x, float), np.asarray(mean, float)
     ci = np.nan_to_num(np.asarray(ci, float), nan=0.0)
@@ -63,7 +77,7 @@ def scaling_plot(
                     continue
                 _line_with_band(ax, sub.n_edits, sub["mean"], sub.ci, f"{method} ({lang})", colors[method],
                                 _LINESTYLES[li % len(_LINESTYLES)], _MARKERS[mi % len(_MARKERS)])
-        ax.set_xscale("log")
+        _log_x(ax, df.n_edits)
         ax.set_xlabel("number of edits")
         ax.set_ylabel(f"{metric} (%)")
         ax.set_title(metric, fontsize=9)
@@ -109,6 +123,7 @@ def iti_heatmap(
         refs[str(name)] = f"{float(v):.1f}"
     table = grid.pivot(index="alpha", columns="k", values="mean").sort_index().sort_index(axis=1)
     table.columns = [int(c) for c in table.columns]
+    table.index = pd.Index([f"{float(a):g}" for a in table.index], name="alpha")  # 15, not 15.0
     sns.set_theme(style="white", context="paper")
     if ax is None:
         fig, ax = plt.subplots(figsize=(max(3.5, 0.7 * table.shape[1] + 2), max(2.8, 0.45 * table.shape[0] + 1.5)))
@@ -160,7 +175,7 @@ def lr_plot(
                 continue
             _line_with_band(ax, sub.lr, sub["mean"], sub.ci, metric, colors[metric],
                             "--" if metric == "HM" else "-", _MARKERS[i % len(_MARKERS)])
-        ax.set_xscale("log")
+        _log_x(ax, df.lr)
         ax.set_xlabel("learning rate")
         ax.set_ylabel("%")
         ax.set_title(f"evaluated in {lang}", fontsize=9)
@@ -170,20 +185,37 @@ def lr_plot(
     return fig
 
 
-def resources_plot(resources_df: pd.DataFrame, title: str | None = None):
+#: column names :func:`resources_plot` accepts for the time and the memory, in order of preference
+_TIME_COLS = ("seconds", "wall_s")
+_MEM_COLS = ("peak_mb", "peak_mem_mb")
+
+
+def _pick(df: pd.DataFrame, names: Sequence[str], what: str) -> str:
+    for n in names:
+        if n in df.columns:
+            return n
+    raise ValueError(f"resources_plot: the table has no {what} column (one of {list(names)}; has {list(df.columns)})")
+
+
+def resources_plot(resources_df: pd.DataFrame, title: str | None = None, mem_label: str | None = None):
     """Wall time and peak memory (:class:`memat.scaling.Measurement`) against the number of edits (log x; time
-    on a log y axis), one line per ``method``. Columns: ``n_edits, method, seconds, peak_mb``. Returns the figure."""
-    _need(resources_df, ["n_edits", "method", "seconds", "peak_mb"], "resources_plot")
+    on a log y axis), one line per ``method``.
+
+    Columns: ``n_edits, method``, the time in ``seconds`` (or ``wall_s``) and the memory in ``peak_mb`` (or
+    ``peak_mem_mb``; the first name present is used). ``mem_label`` is the memory axis label (default
+    ``"peak memory (MB)"``; e.g. ``"peak RSS growth (MB)"`` for a CPU measurement). Returns the figure."""
+    _need(resources_df, ["n_edits", "method"], "resources_plot")
+    t_col, m_col = _pick(resources_df, _TIME_COLS, "time"), _pick(resources_df, _MEM_COLS, "memory")
     sns.set_theme(style="whitegrid", context="paper")
     methods = list(dict.fromkeys(resources_df.method))
     colors = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
     fig, axes = plt.subplots(1, 2, figsize=(7.0, 2.8))
-    for ax, col, label in ((axes[0], "seconds", "wall time (s)"), (axes[1], "peak_mb", "peak memory (MB)")):
+    for ax, col, label in ((axes[0], t_col, "wall time (s)"), (axes[1], m_col, mem_label or "peak memory (MB)")):
         for i, m in enumerate(methods):
             sub = resources_df[resources_df.method == m].sort_values("n_edits")
             ax.plot(sub.n_edits, sub[col], marker=_MARKERS[i % len(_MARKERS)], color=colors[m], label=m, lw=1.3)
-        ax.set_xscale("log")
-        if col == "seconds":
+        _log_x(ax, resources_df.n_edits)
+        if col == t_col:
             ax.set_yscale("log")  # memory stays linear: the CPU figure is a growth, which can be 0
         ax.set_xlabel("number of edits")
         ax.set_ylabel(label)

@@ -5,22 +5,32 @@
 * :func:`disjoint_sets`: the facts the MEMAT corrections are trained on, and nested edited sets that never
   contain them.
 * :func:`measure`: wall time and peak memory of a block, on the device the work runs on.
+* :func:`measured_cache`, :func:`measured_memit`, :func:`measured_corrections`: compute a result once under
+  :func:`measure`, keep it on disk with its measurement, and report that measurement on later runs, which
+  load the result instead of computing it (a re-run of the notebook reports what an edit costs, not what
+  loading it from the cache costs).
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
+import json
 import math
 import os
 import resource
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["Measurement", "disjoint_sets", "edit_sizes", "measure", "rss_mb"]
+__all__ = ["Measurement", "disjoint_sets", "edit_sizes", "measure", "measured_cache", "measured_corrections",
+           "measured_memit", "release_memory", "rss_mb"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -192,8 +202,21 @@ def _resolve_device(device):
     return dev
 
 
+def release_memory() -> bool:
+    """Collect garbage and hand freed heap memory back to the OS (glibc ``malloc_trim(0)``), so that a
+    following RSS measurement starts from what is really in use, not from pages an earlier step freed but
+    the allocator kept. Returns whether ``malloc_trim`` could be called (False off glibc)."""
+    gc.collect()
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
 @contextlib.contextmanager
-def measure(device=None, interval: float = 0.05):
+def measure(device=None, interval: float = 0.05, release: bool = True):
     """Context manager measuring the wall time and peak memory of its block::
 
         with measure(lm) as m:          # a LoadedModel, a torch.device, a string or None (CPU)
@@ -203,8 +226,10 @@ def measure(device=None, interval: float = 0.05):
     On a CUDA device the peak is ``torch.cuda.max_memory_allocated(device)`` after
     ``reset_peak_memory_stats(device)`` at entry (synchronised at entry and exit). Elsewhere the process's
     RSS is sampled every ``interval`` seconds by a background thread (and at entry and exit), and
-    ``peak_mb`` is its highest value minus the value at entry. The record is filled also when the block
-    raises.
+    ``peak_mb`` is its highest value minus the value at entry. With ``release`` (default), the memory an
+    earlier step freed is handed back to the OS first (:func:`release_memory`), so the growth is not hidden
+    by pages the allocator kept; CUDA: ``torch.cuda.empty_cache()``. The record is filled also when the
+    block raises.
     """
     import torch
 
@@ -212,8 +237,12 @@ def measure(device=None, interval: float = 0.05):
         raise ValueError(f"interval must be > 0, got {interval}")
     dev = _resolve_device(device)
     rec = Measurement(device=str(dev))
+    if release:
+        release_memory()
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
+        if release:
+            torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(dev)
         rec.method = "cuda:max_memory_allocated"
         rec.baseline_mb = torch.cuda.memory_allocated(dev) / _MB
@@ -270,3 +299,126 @@ def measure(device=None, interval: float = 0.05):
         rec.peak_mb = state["peak"] - rec.baseline_mb
         rec.n_samples = state["n"]
         rec.ru_maxrss_mb = _ru_maxrss_mb()
+
+
+# --------------------------------------------------------------------------------------------------
+# results computed once, with their cost
+# --------------------------------------------------------------------------------------------------
+
+
+def _measured_root(root) -> Path:
+    if root is not None:
+        return Path(root)
+    from .models import cache_dir
+
+    return cache_dir() / "measured"
+
+
+def measured_cache(
+    name: str,
+    key: str,
+    compute: Callable[[], Any],
+    save: Callable[[Any, Path], Any],
+    load: Callable[[Path], Any],
+    device=None,
+    refresh: bool = False,
+    root: str | os.PathLike | None = None,
+) -> tuple[Any, dict, bool]:
+    """``compute()`` once under :func:`measure`, its result and its measurement kept on disk.
+
+    The first call for ``key`` (or any call with ``refresh=True``) runs ``compute()`` under
+    ``measure(device)``, then writes the result with ``save(result, path)`` to
+    ``<root>/<name>/<key[:32]>.safetensors`` and a record beside it (``.json``: the key, the
+    :class:`Measurement` as a dict, torch's CPU thread count). Later calls return ``load(path)`` and the
+    recorded measurement, so they report what computing the result cost. ``root`` defaults to
+    ``<memat cache dir>/measured``. A record whose key differs, or whose result file is missing or cannot
+    be loaded, is recomputed.
+
+    Returns ``(result, record, fresh)``: ``record["measurement"]`` is the measurement, ``fresh`` is True
+    when the result was computed by this call.
+    """
+    import torch
+
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"key must be a non-empty string, got {key!r}")
+    folder = _measured_root(root) / name
+    path = folder / f"{key[:32]}.safetensors"
+    rec_path = folder / f"{key[:32]}.json"
+    if not refresh and path.is_file() and rec_path.is_file():
+        try:
+            record = json.loads(rec_path.read_text(encoding="utf-8"))
+            if record.get("key") == key:
+                return load(path), record, False
+        except Exception:  # noqa: BLE001 - an unreadable record or result: compute again
+            pass
+    with measure(device) as m:
+        result = compute()
+    from .io import atomic_write_text
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save(result, path)
+    record = {"key": key, "name": name, "measurement": m.to_dict(), "torch_threads": torch.get_num_threads()}
+    atomic_write_text(rec_path, json.dumps(record, indent=1) + "\n")
+    return result, record, True
+
+
+def _stats_key(stats) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for layer in sorted(stats or {}):
+        h.update(str(layer).encode())
+        h.update(stats[layer].detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def measured_memit(lm, cases, hp, stats, lang: str, refresh: bool = False, root=None):
+    """A MEMIT (or PMET, for :class:`~memat.pmet.PmetHparams`) edit of ``cases`` in ``lang`` computed **from
+    scratch** (no cached target vectors or delta: :func:`memat.memit.cached_memit` with ``cache=False``) under
+    :func:`measure` the first time, and loaded with that measurement afterwards (:func:`measured_cache`,
+    keyed by :func:`memat.memit.memit_cache_key`: model weights, device, dtype, hyperparameters, requests,
+    language and statistics). Returns ``(delta, record, fresh)``."""
+    from . import memit
+    from .data.records import EditCase
+
+    requests = list(cases)
+    if requests and isinstance(requests[0], EditCase):
+        requests = memit.requests_from_cases(requests, lang)
+    key = memit.memit_cache_key(lm, requests, hp, lang, 0, _stats_key(stats))
+    return measured_cache(
+        "memit", key,
+        compute=lambda: memit.cached_memit(lm, requests, hp, stats, lang, progress=False, cache=False),
+        save=lambda d, p: d.save(p),
+        load=lambda p: memit.MemitDelta.load(p, device=lm.device),
+        device=lm, refresh=refresh, root=root,
+    )
+
+
+def measured_corrections(lm, cases, heads, hp, delta=None, langs: Sequence[str] = ("en",), refresh: bool = False,
+                         root=None):
+    """MEMAT head corrections (:func:`memat.memat.train_corrections`) trained under :func:`measure` the first
+    time, loaded with that measurement afterwards (:func:`measured_cache`, keyed by
+    :func:`memat.memat.corrections_cache_key`). Returns ``((corrections, training log), record, fresh)``."""
+    import torch
+
+    from .memat import HeadCorrections, corrections_cache_key, train_corrections
+
+    langs = (langs,) if isinstance(langs, str) else tuple(langs)
+    cases = list(cases)
+    key = corrections_cache_key(lm, cases, heads, hp, delta, langs)
+
+    def save(result, path):
+        corr, log = result
+        corr.meta["train_log"] = log
+        corr.save(path)
+
+    def load(path):
+        corr = HeadCorrections.load(path, lm=lm)
+        corr.vectors = corr.vectors.to(torch.float32)
+        return corr, corr.meta.get("train_log", {})
+
+    return measured_cache(
+        "corrections", key,
+        compute=lambda: train_corrections(lm, cases, heads, hp, delta=delta, langs=langs),
+        save=save, load=load, device=lm, refresh=refresh, root=root,
+    )
