@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from .heads import ProbeData
+from .memat import _check_heads
 
 __all__ = ["LABEL_NEW", "LABEL_TRUE", "ItiDirections", "iti_directions"]
 
@@ -208,15 +209,7 @@ def iti_directions(
             f"ITI needs sentences of both classes: {n_new} with the new target (label {LABEL_NEW}) and "
             f"{n_true} with the true target (label {LABEL_TRUE})"
         )
-    try:
-        heads = [(int(l), int(h)) for l, h in heads]
-    except (TypeError, ValueError):
-        raise TypeError(f"heads must be a list of (layer, head) pairs, got {heads!r}") from None
-    if not heads:
-        raise ValueError("heads is empty")
-    dup = sorted({x for x in heads if heads.count(x) > 1})
-    if dup:
-        raise ValueError(f"heads contains duplicates: {dup}")
+    heads = _check_heads(heads)  # pairs of non-negative ints, non-empty, no duplicates (as MEMAT's)
     layers = [int(l) for l in data.layers]
     n_heads = X.shape[2]
     missing = [(l, h) for l, h in heads if l not in layers or not 0 <= h < n_heads]
