@@ -757,15 +757,29 @@ def _build_iti(ctx: Context) -> list[str]:
 
 
 def _judge_iti(ctx: Context) -> Verdict:
-    rows = ctx[F6]["metrics"]
-    configs = sorted({(r["alpha"], r["k"]) for r in where(rows, method="ITI", metric="ES")},
+    d = ctx[F6]
+    rows = d["metrics"]
+    alone = where(d.get("no_edit") or [], method="ITI (no edit)")  # shifts on the unedited model
+    if not alone:
+        return Verdict(UNMEASURED, "the results hold no ITI run without an edit ('no_edit' rows)")
+    configs = sorted({(r["alpha"], r["k"]) for r in where(alone, metric="ES")},
                      key=lambda c: (_sort_key("", c[0]), _sort_key("", c[1])))
-    best = max(_mean([float(r["mean"]) for r in where(rows, method="ITI", metric="ES", alpha=a, k=k)])
-               for a, k in configs)
-    memit = _mean([float(r["mean"]) for r in where(rows, method="MEMIT", metric="ES")])
+
+    def avg(rs, metric, **kw):
+        vals = [float(r["mean"]) for r in where(rs, metric=metric, **kw)]
+        return _mean(vals) if vals else None
+
+    def both(es, em):  # "ES x and EM y", EM only when the results have it
+        return f"ES {fmt(es)}" + (f" and EM {fmt(em)}" if em is not None else "")
+
+    a, k = max(configs, key=lambda c: avg(alone, "ES", alpha=c[0], k=c[1]))
+    best, memit = avg(alone, "ES", alpha=a, k=k), avg(rows, "ES", method="MEMIT")
+    if memit is None:
+        return Verdict(UNMEASURED, "the results hold no MEMIT reference rows")
     status = HOLDS if best < memit else FAILS
-    return Verdict(status, f"the best ITI setting reaches ES {fmt(best)} (mean over languages, "
-                   f"{len(configs)} settings) against MEMIT's {fmt(memit)}")
+    return Verdict(status, f"without an edit, the best ITI shift (alpha {fmt(a, 'g')}, k {fmt(k, 'count')}, of "
+                   f"{len(configs)}) reaches {both(best, avg(alone, 'EM', alpha=a, k=k))} (means over languages) "
+                   f"against MEMIT's {both(memit, avg(rows, 'EM', method='MEMIT'))}")
 
 
 # --------------------------------------------------------------------------- Figs. 5/6: learning rate
