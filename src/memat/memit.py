@@ -435,6 +435,43 @@ class MemitDelta:
         return cls(deltas, meta)
 
 
+def write_layers(
+    lm: LoadedModel, requests: Sequence[EditRequest], hp: MemitHparams, stats: dict[int, torch.Tensor] | None,
+    contexts: Sequence[str], residual, progress: bool = False, desc: str = "layers",
+) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """The per-layer write shared by MEMIT and PMET: for each edited layer in order, the keys at the
+    subject's last token and the residual ``residual(i, layer, cur)`` (``cur``: the current hidden states at
+    the last edited layer, from the model with the earlier layers' updates applied) are solved into an
+    update of the MLP output weights (:func:`layer_update`) that is applied before the next layer.
+
+    Returns ``({weight name: update}, per-layer log)``; the weights are restored afterwards, exceptions
+    included, so the caller's model is left as it was."""
+    z_layer = hp.layers[-1]
+    params = dict(lm.model.named_parameters())
+    wnames = {l: lm.name_of("mlp_out", l) + ".weight" for l in hp.layers}
+    backup = {l: params[wnames[l]].detach().clone() for l in hp.layers}
+    deltas: dict[str, torch.Tensor] = {}
+    layer_log = []
+    try:
+        for i, layer in enumerate(tqdm(hp.layers, desc=desc, disable=not progress, leave=False)):
+            keys, cur = _keys_and_states(lm, requests, layer, z_layer, contexts, hp.batch_size)
+            resid = residual(i, layer, cur)  # [n, d]
+            # lambda E[k k^T]; without statistics the identity (ROME's mom2_adjustment=False): K K^T alone is
+            # singular whenever there are fewer edits than key dimensions
+            upd = layer_update(lm, layer, keys, resid, stats[layer] if hp.mom2_adjustment else None,
+                               hp.mom2_update_weight)
+            with torch.no_grad():
+                params[wnames[layer]].add_(upd)
+            deltas[wnames[layer]] = upd.detach().cpu()
+            layer_log.append({"layer": layer, "resid_norm": float(resid.norm(dim=-1).mean()),
+                              "update_norm": float(upd.norm())})
+    finally:
+        with torch.no_grad():
+            for l in hp.layers:
+                params[wnames[l]].copy_(backup[l])
+    return deltas, layer_log
+
+
 def compute_memit(
     lm: LoadedModel,
     requests: Sequence[EditRequest] | Sequence[EditCase],
@@ -465,34 +502,13 @@ def compute_memit(
         raise ValueError("compute_memit: mom2_adjustment needs stats for every edited layer (memat.stats.layer_stats)")
     if contexts is None:
         contexts = context_templates(lm, lang or "en", hp.context_templates)
-    z_layer = hp.layers[-1]
     if targets is None:
         zs, _, logs = compute_targets(lm, requests, hp, contexts, progress)
     else:
         zs, logs = targets
 
-    params = dict(lm.model.named_parameters())
-    wnames = {l: lm.name_of("mlp_out", l) + ".weight" for l in hp.layers}
-    backup = {l: params[wnames[l]].detach().clone() for l in hp.layers}
-    deltas: dict[str, torch.Tensor] = {}
-    layer_log = []
-    try:
-        for i, layer in enumerate(tqdm(hp.layers, desc="MEMIT layers", disable=not progress, leave=False)):
-            keys, cur = _keys_and_states(lm, requests, layer, z_layer, contexts, hp.batch_size)
-            resid = (zs - cur) / (len(hp.layers) - i)  # [n, d]
-            # lambda E[k k^T]; without statistics the identity (ROME's mom2_adjustment=False): K K^T alone is
-            # singular whenever there are fewer edits than key dimensions
-            upd = layer_update(lm, layer, keys, resid, stats[layer] if hp.mom2_adjustment else None,
-                               hp.mom2_update_weight)
-            with torch.no_grad():
-                params[wnames[layer]].add_(upd)
-            deltas[wnames[layer]] = upd.detach().cpu()
-            layer_log.append({"layer": layer, "resid_norm": float(resid.norm(dim=-1).mean()),
-                              "update_norm": float(upd.norm())})
-    finally:
-        with torch.no_grad():
-            for l in hp.layers:
-                params[wnames[l]].copy_(backup[l])
+    deltas, layer_log = write_layers(
+        lm, requests, hp, stats, contexts, lambda i, layer, cur: (zs - cur) / (len(hp.layers) - i), progress, "MEMIT layers")
     meta = {
         "model": lm.name,
         "hparams": hp.to_dict(),

@@ -329,27 +329,11 @@ def compute_pmet(
     if zs.shape != (len(requests), lm.hidden_size):
         raise ValueError(f"targets have shape {tuple(zs.shape)}, expected {(len(requests), lm.hidden_size)}")
 
-    params = dict(lm.model.named_parameters())
-    wnames = {l: lm.name_of("mlp_out", l) + ".weight" for l in hp.layers}
-    backup = {l: params[wnames[l]].detach().clone() for l in hp.layers}
-    deltas: dict[str, torch.Tensor] = {}
-    layer_log = []
-    try:
-        for i, layer in enumerate(tqdm(hp.layers, desc="PMET layers", disable=not progress, leave=False)):
-            keys, _ = _memit._keys_and_states(lm, requests, layer, z_layer, contexts, hp.batch_size)
-            cur = _ffn_contribution(lm, requests, z_layer, hp.batch_size)
-            resid = (zs - cur) / _spread(hp.residual_spread, len(hp.layers) - i)  # [n, d]
-            upd = _memit.layer_update(lm, layer, keys, resid, stats[layer] if hp.mom2_adjustment else None,
-                                      hp.mom2_update_weight)
-            with torch.no_grad():
-                params[wnames[layer]].add_(upd)
-            deltas[wnames[layer]] = upd.detach().cpu()
-            layer_log.append({"layer": layer, "resid_norm": float(resid.norm(dim=-1).mean()),
-                              "update_norm": float(upd.norm())})
-    finally:
-        with torch.no_grad():
-            for l in hp.layers:
-                params[wnames[l]].copy_(backup[l])
+    deltas, layer_log = _memit.write_layers(
+        lm, requests, hp, stats, contexts,
+        lambda i, layer, _cur: (zs - _ffn_contribution(lm, requests, z_layer, hp.batch_size))
+        / _spread(hp.residual_spread, len(hp.layers) - i),
+        progress, "PMET layers")
     meta = {
         "method": "PMET",
         "model": lm.name,
