@@ -154,6 +154,27 @@ def _hand_rows(lm, cases, langs):
     return rows
 
 
+def test_max_neighborhood_keeps_the_first_prompts_with_the_same_scores(lm):
+    cases, langs = _cases(), ["en", "ca"]
+    full = evaluate_cases(lm, cases, langs, batch_size=4, progress=False)
+    cut = evaluate_cases(lm, cases, langs, batch_size=4, progress=False, max_neighborhood=1)
+    nb = full.kind == "neighborhood"
+    # case "two" has two English neighbourhood prompts: only its first is kept; the other kinds are untouched
+    expected = full[~nb | (full.prompt_idx < 1)]
+    assert len(cut) == len(expected) == len(full) - 1
+    key = ["case_id", "lang", "kind", "prompt_idx"]
+    a = expected.astype({"case_id": str}).sort_values(key).reset_index(drop=True)
+    b = cut.astype({"case_id": str}).sort_values(key).reset_index(drop=True)
+    assert (a[key] == b[key]).all().all()
+    np.testing.assert_allclose(b.nll_new, a.nll_new, rtol=1e-5)
+    np.testing.assert_allclose(b.nll_true, a.nll_true, rtol=1e-5)
+    for bad in (0, -1, 1.5, True, "3"):
+        with pytest.raises(ValueError, match="max_neighborhood"):
+            evaluate_cases(lm, cases, langs, progress=False, max_neighborhood=bad)
+    with pytest.raises(ValueError, match="unknown prompt kinds"):
+        evaluate_cases(lm, cases, langs, progress=False, kinds=("rewrite", "neighbourhood"))
+
+
 def test_evaluate_cases_and_summarize_by_hand(lm):
     cases, langs = _cases(), ["en", "ca"]
     df = evaluate_cases(lm, cases, langs, batch_size=4, progress=False)

@@ -90,14 +90,26 @@ def evaluate_cases(
     batch_size: int = 32,
     progress: bool = True,
     kinds: Sequence[str] = KINDS,
+    max_neighborhood: int | None = None,
 ) -> pd.DataFrame:
-    """One row per (case, language, prompt type, prompt): NLLs, probabilities, success and accuracy."""
+    """One row per (case, language, prompt type, prompt): NLLs, probabilities, success and accuracy.
+
+    ``max_neighborhood`` keeps only the first that many neighbourhood prompts of each case and language
+    (CounterFact has 10; they are most of the scoring time). ``None`` keeps them all."""
+    if max_neighborhood is not None and (isinstance(max_neighborhood, bool) or not isinstance(max_neighborhood, int)
+                                         or max_neighborhood < 1):
+        raise ValueError(f"evaluate_cases: max_neighborhood must be a positive int or None, got {max_neighborhood!r}")
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise ValueError(f"evaluate_cases: unknown prompt kinds {unknown}; choose among {list(KINDS)}")
     meta, pairs = [], []
     for c in cases:
         for lang in langs:
             v = c[lang]
             for kind in kinds:
                 prompt_pairs = v.prompt_pairs(kind)
+                if kind == "neighborhood" and max_neighborhood is not None:
+                    prompt_pairs = prompt_pairs[:max_neighborhood]
                 answers = v.neighborhood_answers() if kind == "neighborhood" else None
                 for k, (p_new, p_true) in enumerate(prompt_pairs):
                     true_target = answers[k] if answers else v.target_true
