@@ -91,8 +91,13 @@ def memat_results(delta: float = 12.0) -> dict:
     table3 = [{"method": meth, "lang": lang, "metric": m, "mean": 60.0 + j, "ci": 3.0, "n": 50}
               for j, meth in enumerate(("MEMIT joint", "MEMIT sum", "MEMAT joint")) for lang in ("ca", "en")
               for m in ("ES", "PS", "NS")]
+    gains = [{"setting": s, "lang": lang, "metric": m, "mean": delta + 0.25, "ci": 3.5, "n": 24}
+             for s in settings for lang in ("ca", "en") for m in ("EM", "PM", "NS")]
+    magnitude_gain = {"criterion": "paired interval above 0", "statement": "MEMAT adds magnitude",
+                      "significant_gains": [{"setting": "CE", "lang": "en", "metric": "EM", "mean": delta + 0.25, "ci": 3.5}],
+                      "significant_losses": []}
     return {"parameters": {"MODEL": "tiny", "N_EDITS": 100, "K": 16}, "metrics": rows, "table3": table3,
-            "k_sweep": k_sweep, "magnitude_gain": {"statement": "MEMAT adds magnitude", "EM gain": 12.5}}
+            "k_sweep": k_sweep, "gains": gains, "magnitude_gain": magnitude_gain}
 
 
 def scaling_results(delta: float = 5.0, extra_s: float = 30.0) -> dict:
@@ -275,6 +280,8 @@ def test_synthetic_report_is_complete_and_sourced(tmp_path):
     for title in ("MEMAT-16", "MEMAT (CC*)", "MEMIT joint", "Edits in Catalan, evaluated in English"):
         assert title in text
     assert "| CC | en | 16 |" in text  # the K sweep table
+    assert "| CE* | en | 12.2 ± 3.5 | 12.2 ± 3.5 | 12.2 ± 3.5 | 24 |" in text  # paired gains, with the recycled rows
+    assert "- significant gains: CE en EM 12.2 ± 3.5" in text and "- significant losses: none" in text
     assert "_(figure `fig9_k_sweep.png` not found)_" in text
 
 

@@ -609,11 +609,23 @@ def _build_memat(ctx: Context) -> list[str]:
     if t3:
         lines += ["Table 3 (ours): editing both languages, jointly or as a sum of two edits:", ""]
         lines += long_table(t3, [("method", "method", None), ("lang", "lang", None)]) + [""]
+    gains = d.get("gains")
+    if gains:
+        lines += ["Paired MEMAT − MEMIT differences (per case, same cases and same edit; mean ± 95% interval, "
+                  "points). A setting with * uses recycled corrections on set B:", ""]
+        lines += long_table(gains, [("setting", "setting", None), ("lang", "lang", None)]) + [""]
     mg = d.get("magnitude_gain")
     if mg:
         lines += ["Magnitude gain, as the notebook states it:", ""]
-        for k, v in mg.items():
-            lines.append(f"- {k}: {fmt(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v}")
+        if mg.get("statement"):
+            lines.append(f"- {mg['statement']}")
+        if mg.get("criterion"):
+            lines.append(f"- criterion: {mg['criterion']}")
+        for key, label in (("significant_gains", "significant gains"), ("significant_losses", "significant losses")):
+            items = mg.get(key)
+            if items is not None:
+                listed = "; ".join(f"{r['setting']} {r['lang']} {r['metric']} {pm(r['mean'], r.get('ci'))}" for r in items)
+                lines.append(f"- {label}: {listed or 'none'}")
         lines += [""]
     return lines
 
