@@ -78,3 +78,48 @@ def test_atomic_files_get_plain_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert stat.S_IMODE(p.stat().st_mode) == 0o644
+
+
+# --------------------------------------------------------------------------- magnitude_verdict
+def _gain(setting, lang, metric, mean, ci=1.0):
+    return {"setting": setting, "lang": lang, "metric": metric, "mean": mean, "ci": ci, "n": 24}
+
+
+EDIT_LANG = {"CC": "ca", "CE": "ca", "EE": "en", "CE*": "ca"}
+
+
+@pytest.mark.parametrize("cross, verdict", [
+    ([5.0, 5.0, 5.0, 0.0], "appear"),  # 3 of 4 cross-lingual cells up, none down
+    ([5.0, 5.0, 0.0, 0.0], "appear"),  # exactly half
+    ([5.0, 5.0, 5.0, -5.0], "appear only in part"),  # one significant loss
+    ([5.0, 0.0, 0.0, 0.0], "appear only in part"),
+    ([5.0, -5.0, -5.0, 0.0], "do not appear"),  # the measured pattern: 1 up, 2 down
+    ([0.0, 0.0, 0.0, 0.0], "do not appear"),
+    ([0.5, 0.5, 0.5, 0.5], "do not appear"),  # positive means inside their intervals
+])
+def test_magnitude_verdict_counts_only_significant_cross_lingual_cells(cross, verdict):
+    from memat.experiments import magnitude_verdict
+
+    rows = [_gain("CC", "en", "EM", cross[0]), _gain("CC", "en", "PM", cross[1]),
+            _gain("CE", "en", "EM", cross[2]), _gain("CE", "en", "PM", cross[3]),
+            # edit-language cells and other metrics never enter the cross-lingual count
+            _gain("CC", "ca", "EM", -30.0), _gain("CE", "ca", "PM", 30.0), _gain("CC", "en", "ES", -50.0)]
+    out = magnitude_verdict(rows, EDIT_LANG, "tiny", 24)
+    assert out["verdict"] == verdict
+    assert out["cross_lingual_tests"] == 4 and out["n_tests"] == 6
+    assert out["cross_lingual_gains"] == sum(x - 1.0 > 0 for x in cross)
+    assert out["cross_lingual_losses"] == sum(x + 1.0 < 0 for x in cross)
+    assert f" {verdict} on tiny with 24 cases" in out["statement"]
+    assert {"setting": "CE", "lang": "ca", "metric": "PM", "mean": 30.0, "ci": 1.0} in out["significant_gains"]
+    assert {"setting": "CC", "lang": "ca", "metric": "EM", "mean": -30.0, "ci": 1.0} in out["significant_losses"]
+
+
+def test_magnitude_verdict_bad_input_names_the_problem():
+    from memat.experiments import magnitude_verdict
+
+    with pytest.raises(ValueError, match=r"no edit language for settings \['EC'\]"):
+        magnitude_verdict([_gain("EC", "ca", "EM", 1.0)], EDIT_LANG, "tiny", 24)
+    with pytest.raises(ValueError, match="lack columns"):
+        magnitude_verdict([{"setting": "CC", "lang": "en", "metric": "EM"}], EDIT_LANG, "tiny", 24)
+    with pytest.raises(ValueError, match="no"):
+        magnitude_verdict([_gain("CC", "en", "ES", 1.0)], EDIT_LANG, "tiny", 24)

@@ -9,7 +9,7 @@ import json
 import math
 import random
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ __all__ = [
     "to_jsonable",
     "metric_rows",
     "wide_table",
+    "magnitude_verdict",
 ]
 
 
@@ -178,3 +179,56 @@ def wide_table(rows: Sequence[dict] | pd.DataFrame, index: Sequence[str], metric
     out = df.pivot_table(index=list(index), columns=["lang", "metric"], values="cell", aggfunc="first", sort=False)
     cols = [(l, m) for l in lang_order for m in metric_order if (l, m) in out.columns]
     return out[cols]
+
+
+def magnitude_verdict(gains: Sequence[dict] | pd.DataFrame, edit_lang: Mapping[str, str], model: str,
+                      n_cases: int, metrics: Sequence[str] = ("EM", "PM")) -> dict:
+    """Whether MEMAT's magnitude gains appear, from paired per-case differences MEMAT - MEMIT.
+
+    ``gains``: long rows ``{setting, lang, metric, mean, ci}`` (:func:`memat.evaluate.paired_difference`
+    per setting); ``edit_lang`` maps each setting (``"CE"``, ``"CE*"``) to its edit language. A difference
+    is significant when its interval excludes 0. The claim is about the language other than the edit's
+    (cross-lingual cells): the gains *appear* when at least half of those cells are significantly positive
+    and none significantly negative, *do not appear* when no more are significantly positive than negative,
+    and *appear only in part* otherwise. Returns the counts, the significant cells and a plain statement."""
+    df = pd.DataFrame(list(gains)) if not isinstance(gains, pd.DataFrame) else gains.copy()
+    missing = {"setting", "lang", "metric", "mean", "ci"} - set(df.columns)
+    if missing:
+        raise ValueError(f"magnitude_verdict: gains lack columns {sorted(missing)}")
+    unknown = sorted(set(df.setting) - set(edit_lang))
+    if unknown:
+        raise ValueError(f"magnitude_verdict: no edit language for settings {unknown}")
+    mag = df[df.metric.isin(list(metrics))].copy()
+    if mag.empty:
+        raise ValueError(f"magnitude_verdict: no {list(metrics)} rows in gains")
+    mag["low"], mag["high"] = mag["mean"] - mag["ci"], mag["mean"] + mag["ci"]
+    cross = mag[[lang != edit_lang[s] for lang, s in zip(mag.lang, mag.setting)]]
+    up, down = mag[mag.low > 0], mag[mag.high < 0]
+    n_up, n_down = int((cross.low > 0).sum()), int((cross.high < 0).sum())
+    if len(cross) and 2 * n_up >= len(cross) and n_down == 0:
+        verdict = "appear"
+    elif n_up <= n_down:
+        verdict = "do not appear"
+    else:
+        verdict = "appear only in part"
+
+    def cells(part: pd.DataFrame) -> list[dict]:
+        return part[["setting", "lang", "metric", "mean", "ci"]].to_dict("records")
+
+    names = "/".join(metrics)
+    return {
+        "criterion": f"paired per-case difference MEMAT - MEMIT of {names}; significant when the 95% interval "
+                     "excludes 0; cross-lingual = evaluated in the language other than the edit's",
+        "n_tests": int(len(mag)),
+        "cross_lingual_tests": int(len(cross)),
+        "cross_lingual_gains": n_up,
+        "cross_lingual_losses": n_down,
+        "significant_gains": cells(up),
+        "significant_losses": cells(down),
+        "verdict": verdict,
+        "statement": (
+            f"MEMAT's magnitude gains in the language other than the edit's {verdict} on {model} with {n_cases} "
+            f"cases: {n_up} of {len(cross)} cross-lingual {names} differences are significantly positive, {n_down} "
+            f"significantly negative; in all, {len(up)} of {len(mag)} {names} differences are significantly "
+            f"positive and {len(down)} significantly negative."),
+    }
