@@ -23,6 +23,3 @@ if _nbp is not None and not getattr(_nbp.IPyNbCell.compare_outputs, "_memat", Fa
 
     compare_outputs._memat = True
     _nbp.IPyNbCell.compare_outputs = compare_outputs
-
-# notebooks/wip/: notebooks not finished (no complete default run); nbval does not collect them
-collect_ignore_glob = ["wip/*"]
