@@ -626,3 +626,68 @@ def test_cached_targets_are_per_request_and_shared_between_edits(tmp_path, monke
     assert memit_mod.target_cache_keys(lm, REQS, dataclasses.replace(hp, mom2_update_weight=7.0), ctx) == keys
     assert memit_mod.target_cache_keys(lm, REQS, dataclasses.replace(hp, v_lr=hp.v_lr * 2), ctx)[0] != keys[0]
     assert memit_mod.target_cache_keys(lm, REQS, hp, ctx[:1])[0] != keys[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# per-request contexts (a joint edit of requests in two languages)
+# --------------------------------------------------------------------------------------------------
+def test_per_request_contexts_equal_separate_computations():
+    lm = make_tiny_model("llama")
+    hp = _hp([1, 2], v_num_grad_steps=3, context_templates=[[3, 1]], batch_size=1)
+    ctx_a = memit_mod.context_templates(lm, "en", hp.context_templates, seed=0)
+    ctx_b = memit_mod.context_templates(lm, "en", hp.context_templates, seed=1)
+    assert ctx_a != ctx_b
+    n = len(REQS)
+    mixed = [ctx_a, ctx_b, ctx_a]
+    # shared contexts and the same list repeated per request are one computation
+    z_shared, _, _ = compute_targets(lm, REQS, hp, ctx_a, progress=False)
+    z_rep, _, _ = compute_targets(lm, REQS, hp, [ctx_a] * n, progress=False)
+    assert torch.equal(z_shared, z_rep)
+    # each request's target and key are those of the request alone with its own contexts
+    z_mixed, _, _ = compute_targets(lm, REQS, hp, mixed, progress=False)
+    keys_mixed, cur_mixed = memit_mod._keys_and_states(lm, REQS, 1, 2, mixed, batch_size=8)
+    keys_shared, _ = memit_mod._keys_and_states(lm, REQS, 1, 2, ctx_a, batch_size=8)
+    for i, q in enumerate(REQS):
+        z_i, _, _ = compute_targets(lm, [q], hp, mixed[i], progress=False)
+        assert torch.equal(z_mixed[i], z_i[0])
+        k_i, c_i = memit_mod._keys_and_states(lm, [q], 1, 2, mixed[i], batch_size=8)
+        torch.testing.assert_close(keys_mixed[i], k_i[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(cur_mixed[i], c_i[0], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(keys_mixed[1], keys_shared[1])  # request 1 really used its own prefixes
+    assert not torch.allclose(z_mixed[1], z_shared[1])
+    # cache keys follow each request's own contexts
+    k_shared = memit_mod.target_cache_keys(lm, REQS, hp, ctx_a)
+    assert memit_mod.target_cache_keys(lm, REQS, hp, [ctx_a] * n) == k_shared
+    k_mixed = memit_mod.target_cache_keys(lm, REQS, hp, mixed)
+    assert k_mixed[0] == k_shared[0] and k_mixed[2] == k_shared[2] and k_mixed[1] != k_shared[1]
+    # malformed per-request contexts are refused with the reason
+    with pytest.raises(ValueError, match="1 per-request lists for 3 requests"):
+        compute_targets(lm, REQS, hp, [ctx_a], progress=False)
+    with pytest.raises(ValueError, match="contexts of request 1.*same layout"):
+        compute_targets(lm, REQS, hp, [ctx_a, ctx_b[1:], ctx_a], progress=False)
+    with pytest.raises(TypeError, match="string"):
+        compute_targets(lm, REQS, hp, "{}", progress=False)
+
+
+def test_cached_memit_context_langs_gives_each_request_its_language(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEMAT_CACHE", str(tmp_path))
+    lm = make_tiny_model("llama")
+    layers = [1, 2]
+    stats = {l: torch.eye(lm.mlp_out_weight(l).shape[1]) for l in layers}
+    hp = _hp(layers, v_num_grad_steps=2, context_templates=[[3, 1]])
+    langs = ["en", "ca", "en"]
+    ctx = {l: memit_mod.context_templates(lm, l, hp.context_templates, seed=0) for l in ("en", "ca")}
+    assert ctx["en"] != ctx["ca"]
+    joint = memit_mod.cached_memit(lm, REQS, hp, stats, "en", progress=False, context_langs=langs)
+    assert joint.meta["context_langs"] == langs
+    direct = memit_mod.compute_memit(lm, REQS, hp, stats=stats, lang="en", progress=False,
+                                     contexts=[ctx[l] for l in langs])
+    for k in direct.deltas:
+        torch.testing.assert_close(joint.deltas[k], direct.deltas[k], rtol=1e-4, atol=1e-6)
+    plain = memit_mod.cached_memit(lm, REQS, hp, stats, "en", progress=False)  # another key: not the joint delta
+    assert any(not torch.allclose(plain.deltas[k], joint.deltas[k]) for k in plain.deltas)
+    assert len(list((tmp_path / "deltas").rglob("*.safetensors"))) == 2
+    again = memit_mod.cached_memit(lm, REQS, hp, stats, "en", progress=False, context_langs=langs)
+    assert all(torch.equal(again.deltas[k], joint.deltas[k]) for k in joint.deltas)
+    with pytest.raises(ValueError, match="context_langs needs one language code per request"):
+        memit_mod.cached_memit(lm, REQS, hp, stats, "en", progress=False, context_langs=["en"])

@@ -50,6 +50,7 @@ __all__ = [
     "compute_memit",
     "compute_targets",
     "context_templates",
+    "per_request_contexts",
     "requests_from_cases",
 ]
 
@@ -103,6 +104,32 @@ def context_templates(lm: LoadedModel, lang: str, spec: Sequence[Sequence[int]] 
     return out
 
 
+def per_request_contexts(contexts: Sequence[str] | Sequence[Sequence[str]], n: int) -> list[tuple[str, ...]]:
+    """The context templates of each of ``n`` requests: ``contexts`` is one list of templates shared by all
+    requests (``["{}", "El ... {}"]``) or one list per request (a joint edit of requests in two languages,
+    each with prefixes in its own language). Per-request lists must have the same length and the bare
+    prompt ``"{}"`` at the same places, since keys are averaged over contexts with one set of weights."""
+    if isinstance(contexts, str):
+        raise TypeError(f"contexts: a list of templates (or one list per request), got the string {contexts!r}")
+    items = list(contexts)
+    if not items:
+        raise ValueError("contexts: no templates")
+    if all(isinstance(c, str) for c in items):
+        return [tuple(items)] * n
+    if any(isinstance(c, str) for c in items):
+        raise TypeError("contexts: mixes templates and lists of templates")
+    if len(items) != n:
+        raise ValueError(f"contexts: {len(items)} per-request lists for {n} requests")
+    out = [tuple(c) for c in items]
+    pattern = [c == "{}" for c in out[0]]
+    for i, c in enumerate(out):
+        if not c or [x == "{}" for x in c] != pattern:
+            raise ValueError(f"contexts of request {i}: {len(c)} templates with the bare prompt at "
+                             f"{[j for j, x in enumerate(c) if x == '{}']}; request 0 has {len(pattern)} with it at "
+                             f"{[j for j, x in enumerate(pattern) if x]} (all requests need the same layout)")
+    return out
+
+
 @dataclass
 class _Rows:
     seqs: list
@@ -117,13 +144,14 @@ class _Rows:
     kl_edit: list
 
 
-def _build_rows(tok, reqs: Sequence[EditRequest], contexts: Sequence[str]) -> _Rows:
+def _build_rows(tok, reqs: Sequence[EditRequest], contexts) -> _Rows:
     r = _Rows([], [], [], [], [], [], [], [], [], [])
+    ctxs = per_request_contexts(contexts, len(reqs))
     for e, q in enumerate(reqs):
         tgt = token_ids(tok, target_continuation(q.prompt, q.target_new), bos=False)
         if not tgt:
             raise ValueError(f"case_id={q.case_id}: target_new {q.target_new!r} tokenises to nothing")
-        for ci, c in enumerate(contexts):
+        for ci, c in enumerate(ctxs[e]):
             ids, idx = subject_last_index(tok, c.format(q.prompt), q.subject)
             row = len(r.seqs)
             if ci == 0:
@@ -148,14 +176,17 @@ def _build_rows(tok, reqs: Sequence[EditRequest], contexts: Sequence[str]) -> _R
 
 
 def compute_targets(
-    lm: LoadedModel, reqs: Sequence[EditRequest], hp: MemitHparams, contexts: Sequence[str], progress: bool = True
+    lm: LoadedModel, reqs: Sequence[EditRequest], hp: MemitHparams, contexts: Sequence[str] | Sequence[Sequence[str]],
+    progress: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
-    """Target vectors ``z`` [n, d] at the last edited layer, their starting points, and per-edit logs."""
+    """Target vectors ``z`` [n, d] at the last edited layer, their starting points, and per-edit logs.
+    ``contexts``: shared templates or one list per request (:func:`per_request_contexts`)."""
     z_layer = hp.layers[-1]
+    ctxs = per_request_contexts(contexts, len(reqs))
     zs, inits, logs = [], [], []
     chunks = range(0, len(reqs), hp.batch_size)
     for s in tqdm(chunks, desc="target vectors", disable=not progress, leave=False):
-        z, init, log = _targets_chunk(lm, reqs[s : s + hp.batch_size], hp, contexts, z_layer)
+        z, init, log = _targets_chunk(lm, reqs[s : s + hp.batch_size], hp, ctxs[s : s + hp.batch_size], z_layer)
         zs.append(z)
         inits.append(init)
         logs.extend(log)
@@ -251,13 +282,15 @@ def _keys_and_states(lm, reqs, layer: int, z_layer: int, contexts, batch_size: i
     current MLP output for the mean key [n, d]."""
     tok = lm.tokenizer
     mlp_name, z_name = lm.name_of("mlp_out", layer), lm.name_of("layer", z_layer)
-    weights = _context_weights(contexts).to(lm.device)
+    ctxs = per_request_contexts(contexts, len(reqs))
+    n_ctx = len(ctxs[0])
+    weights = _context_weights(ctxs[0]).to(lm.device)
     keys, zs = [], []
     for s in range(0, len(reqs), batch_size):
         chunk = reqs[s : s + batch_size]
         seqs, look = [], []
-        for q in chunk:
-            for c in contexts:
+        for q, cs in zip(chunk, ctxs[s : s + batch_size]):
+            for c in cs:
                 ids, idx = subject_last_index(tok, c.format(q.prompt), q.subject)
                 seqs.append(ids)
                 look.append(idx)
@@ -266,11 +299,11 @@ def _keys_and_states(lm, reqs, layer: int, z_layer: int, contexts, batch_size: i
             lm.model(**b.to_model_kwargs(), use_cache=False)
         rows = torch.arange(len(seqs), device=lm.device)
         li = torch.tensor(look, device=lm.device)
-        k = td[mlp_name].input[rows, li].float().view(len(chunk), len(contexts), -1)
+        k = td[mlp_name].input[rows, li].float().view(len(chunk), n_ctx, -1)
         k = (k * weights[None, :, None]).sum(1)
         zo = td[z_name].output
         zo = zo[0] if isinstance(zo, tuple) else zo
-        z = zo[rows, li].float().view(len(chunk), len(contexts), -1)[:, 0]
+        z = zo[rows, li].float().view(len(chunk), n_ctx, -1)[:, 0]
         keys.append(k)
         zs.append(z)
     return torch.cat(keys), torch.cat(zs)
@@ -486,6 +519,8 @@ def compute_memit(
 
     ``requests`` may be :class:`EditRequest` or :class:`EditCase` (then ``lang`` picks the view).
     ``stats`` maps each layer to E[k k^T]; without it ``hp.mom2_adjustment`` must be False.
+    ``contexts``: the random-prefix templates, shared by all requests or one list per request
+    (:func:`per_request_contexts`); default: generated in ``lang``.
     ``targets`` = ``(zs, logs)`` from an earlier :func:`compute_targets` with the same requests, last
     layer and optimisation settings skips that step (hyperparameter sweeps of the solve).
     """
@@ -525,7 +560,8 @@ _TARGET_FIELDS = ("v_num_grad_steps", "v_lr", "v_weight_decay", "clamp_norm_fact
                   "fact_token")
 
 
-def target_cache_keys(lm: LoadedModel, requests: Sequence[EditRequest], hp: MemitHparams, contexts: Sequence[str]) -> list[str]:
+def target_cache_keys(lm: LoadedModel, requests: Sequence[EditRequest], hp: MemitHparams,
+                      contexts: Sequence[str] | Sequence[Sequence[str]]) -> list[str]:
     """One sha256 per request of everything its target vector depends on: the model's weights (all
     blocks), device type and dtype, the last edited layer, the optimisation settings, the request (prompt,
     subject, new target, KL prompts) and the contexts. A request's target does not depend on the other
@@ -535,21 +571,24 @@ def target_cache_keys(lm: LoadedModel, requests: Sequence[EditRequest], hp: Memi
     from .stats import model_fingerprints
 
     top = lm.n_layers - 1
-    base = json.dumps({
-        "model": model_fingerprints(lm, [top])[top],
+    ctxs = per_request_contexts(contexts, len(requests))
+    fingerprint = model_fingerprints(lm, [top])[top]
+    bases = {c: json.dumps({
+        "model": fingerprint,
         "device": lm.device.type,
         "dtype": str(lm.dtype),
         "z_layer": hp.layers[-1],
         "opt": {f: getattr(hp, f) for f in _TARGET_FIELDS},
-        "contexts": list(contexts),
+        "contexts": list(c),  # the request's own contexts
         "version": 1,
-    }, sort_keys=True, default=str)
-    return [hashlib.sha256((base + json.dumps([q.prompt, q.subject, q.target_new, list(q.kl_prompts)])).encode()).hexdigest()
-            for q in requests]
+    }, sort_keys=True, default=str) for c in set(ctxs)}
+    return [hashlib.sha256((bases[c] + json.dumps([q.prompt, q.subject, q.target_new, list(q.kl_prompts)])).encode()).hexdigest()
+            for q, c in zip(requests, ctxs)]
 
 
 def cached_targets(
-    lm: LoadedModel, requests: Sequence[EditRequest], hp: MemitHparams, contexts: Sequence[str], progress: bool = True,
+    lm: LoadedModel, requests: Sequence[EditRequest], hp: MemitHparams, contexts: Sequence[str] | Sequence[Sequence[str]],
+    progress: bool = True,
 ) -> tuple[torch.Tensor, list[dict]]:
     """:func:`compute_targets` with a per-request disk cache (``<cache dir>/targets/<model>/<key>.safetensors``):
     only the requests never optimised with these settings are computed (in batches of ``hp.batch_size``).
@@ -561,7 +600,8 @@ def cached_targets(
     from .models import cache_dir
 
     requests = list(requests)
-    keys = target_cache_keys(lm, requests, hp, contexts)
+    ctxs = per_request_contexts(contexts, len(requests))
+    keys = target_cache_keys(lm, requests, hp, ctxs)
     folder = cache_dir() / "targets" / lm.name.replace("/", "__")
     found: dict[int, tuple[torch.Tensor, dict]] = {}
     for i, key in enumerate(keys):
@@ -578,7 +618,7 @@ def cached_targets(
                 pass
     missing = [i for i in range(len(requests)) if i not in found]
     if missing:
-        zs, _, logs = compute_targets(lm, [requests[i] for i in missing], hp, contexts, progress)
+        zs, _, logs = compute_targets(lm, [requests[i] for i in missing], hp, [ctxs[i] for i in missing], progress)
         folder.mkdir(parents=True, exist_ok=True)
         for j, i in enumerate(missing):
             z = zs[j].detach().float().cpu().contiguous()
@@ -592,11 +632,12 @@ def cached_targets(
 
 def memit_cache_key(
     lm: LoadedModel, requests: Sequence[EditRequest], hp: MemitHparams, lang: str, context_seed: int = 0,
-    stats_key: str = "",
+    stats_key: str = "", context_langs: Sequence[str] | None = None,
 ) -> str:
     """sha256 of everything a MEMIT delta depends on: the model's parameters (all blocks), device type and
     dtype, the hyperparameters, the requests (prompt, subject, target, KL prompts, in order), the language
-    and seed of the generated contexts, and ``stats_key`` (which statistics were used)."""
+    (or per-request languages) and seed of the generated contexts, and ``stats_key`` (which statistics
+    were used)."""
     import hashlib
 
     from .stats import model_fingerprints
@@ -615,6 +656,8 @@ def memit_cache_key(
     }
     if type(hp).__name__ != "MemitHparams":  # PMET (MEMIT's own keys are unchanged)
         payload["method"] = type(hp).__name__
+    if context_langs is not None:  # per-request prefix languages (keys of shared-language edits unchanged)
+        payload["context_langs"] = list(context_langs)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -627,6 +670,7 @@ def cached_memit(
     progress: bool = True,
     cache: bool = True,
     context_seed: int = 0,
+    context_langs: Sequence[str] | None = None,
 ) -> MemitDelta:
     """:func:`compute_memit` (or :func:`memat.pmet.compute_pmet` for PMET hyperparameters) with an on-disk cache (``<cache dir>/deltas/<model>/<key>.safetensors``).
 
@@ -635,15 +679,34 @@ def cached_memit(
     (:func:`memit_cache_key`) covers the model's weights, device, dtype, hyperparameters, requests,
     language, context seed and a hash of the key statistics, so a stale delta is never returned.
     ``cache=False`` computes without reading or writing the cache.
+
+    ``context_langs`` (one language per request) gives each request random prefixes generated in its own
+    language, for an edit of requests in several languages at once (Table 3's joint edit); by default
+    every request gets prefixes in ``lang``.
     """
     import hashlib
 
     from .models import cache_dir
 
     requests = requests_from_cases(cases, lang) if cases and isinstance(cases[0], EditCase) else list(cases)
+    if context_langs is not None:
+        context_langs = list(context_langs)
+        if len(context_langs) != len(requests) or not all(isinstance(l, str) and l for l in context_langs):
+            raise ValueError(f"cached_memit: context_langs needs one language code per request ({len(requests)}), "
+                             f"got {len(context_langs)} items")
 
     def compute():
-        contexts = context_templates(lm, lang, hp.context_templates, seed=context_seed)
+        delta = _compute()
+        if context_langs is not None:
+            delta.meta["context_langs"] = context_langs
+        return delta
+
+    def _compute():
+        if context_langs is None:
+            contexts = context_templates(lm, lang, hp.context_templates, seed=context_seed)
+        else:
+            by_lang = {l: context_templates(lm, l, hp.context_templates, seed=context_seed) for l in dict.fromkeys(context_langs)}
+            contexts = [by_lang[l] for l in context_langs]
         if type(hp).__name__ == "PmetHparams":
             from .pmet import compute_pmet
 
@@ -659,7 +722,7 @@ def cached_memit(
     for layer in sorted(stats or {}):
         h.update(str(layer).encode())
         h.update(stats[layer].detach().float().cpu().contiguous().numpy().tobytes())
-    key = memit_cache_key(lm, requests, hp, lang, context_seed, h.hexdigest())
+    key = memit_cache_key(lm, requests, hp, lang, context_seed, h.hexdigest(), context_langs)
     path = cache_dir() / "deltas" / lm.name.replace("/", "__") / f"{key[:32]}.safetensors"
     if path.is_file():
         delta = MemitDelta.load(path)

@@ -143,10 +143,11 @@ def compute_pmet_targets(
 ) -> PmetTargets:
     """Jointly optimise the attention and FFN deltas at ``hp.layers[-1]`` for every request (batched)."""
     z_layer = hp.layers[-1]
+    ctxs = _memit.per_request_contexts(contexts, len(reqs))
     parts = []
     chunks = range(0, len(reqs), hp.batch_size)
     for s in tqdm(chunks, desc="PMET targets", disable=not progress, leave=False):
-        parts.append(_targets_chunk(lm, reqs[s : s + hp.batch_size], hp, contexts, z_layer))
+        parts.append(_targets_chunk(lm, reqs[s : s + hp.batch_size], hp, ctxs[s : s + hp.batch_size], z_layer))
     return PmetTargets(
         *(torch.cat([getattr(p, f) for p in parts]) for f in ("ffn", "ffn_init", "attn", "attn_init")),
         logs=[l for p in parts for l in p.logs],
