@@ -52,6 +52,7 @@ __all__ = [
     "context_templates",
     "per_request_contexts",
     "requests_from_cases",
+    "stats_key",
 ]
 
 CONTEXT_SEEDS = {
@@ -630,6 +631,18 @@ def cached_targets(
     return z, logs
 
 
+def stats_key(stats: dict[int, torch.Tensor] | None) -> str:
+    """sha256 of key statistics (each layer number and its tensor's float32 bytes, in layer order): the
+    ``stats_key`` of :func:`memit_cache_key`."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for layer in sorted(stats or {}):
+        h.update(str(layer).encode())
+        h.update(stats[layer].detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def memit_cache_key(
     lm: LoadedModel, requests: Sequence[EditRequest], hp: MemitHparams, lang: str, context_seed: int = 0,
     stats_key: str = "", context_langs: Sequence[str] | None = None,
@@ -684,8 +697,6 @@ def cached_memit(
     language, for an edit of requests in several languages at once (Table 3's joint edit); by default
     every request gets prefixes in ``lang``.
     """
-    import hashlib
-
     from .models import cache_dir
 
     requests = requests_from_cases(cases, lang) if cases and isinstance(cases[0], EditCase) else list(cases)
@@ -696,12 +707,6 @@ def cached_memit(
                              f"got {len(context_langs)} items")
 
     def compute():
-        delta = _compute()
-        if context_langs is not None:
-            delta.meta["context_langs"] = context_langs
-        return delta
-
-    def _compute():
         if context_langs is None:
             contexts = context_templates(lm, lang, hp.context_templates, seed=context_seed)
         else:
@@ -710,19 +715,18 @@ def cached_memit(
         if type(hp).__name__ == "PmetHparams":
             from .pmet import compute_pmet
 
-            return compute_pmet(lm, requests, hp, stats=stats, lang=lang, progress=progress, contexts=contexts)
-        if not cache:
-            return compute_memit(lm, requests, hp, stats=stats, lang=lang, progress=progress, contexts=contexts)
-        return compute_memit(lm, requests, hp, stats=stats, lang=lang, progress=progress, contexts=contexts,
-                             targets=cached_targets(lm, requests, hp, contexts, progress))
+            delta = compute_pmet(lm, requests, hp, stats=stats, lang=lang, progress=progress, contexts=contexts)
+        else:
+            targets = cached_targets(lm, requests, hp, contexts, progress) if cache else None
+            delta = compute_memit(lm, requests, hp, stats=stats, lang=lang, progress=progress, contexts=contexts,
+                                  targets=targets)
+        if context_langs is not None:
+            delta.meta["context_langs"] = context_langs
+        return delta
 
     if not cache:
         return compute()
-    h = hashlib.sha256()
-    for layer in sorted(stats or {}):
-        h.update(str(layer).encode())
-        h.update(stats[layer].detach().float().cpu().contiguous().numpy().tobytes())
-    key = memit_cache_key(lm, requests, hp, lang, context_seed, h.hexdigest(), context_langs)
+    key = memit_cache_key(lm, requests, hp, lang, context_seed, stats_key(stats), context_langs)
     path = cache_dir() / "deltas" / lm.name.replace("/", "__") / f"{key[:32]}.safetensors"
     if path.is_file():
         delta = MemitDelta.load(path)

@@ -362,16 +362,6 @@ def measured_cache(
     return result, record, True
 
 
-def _stats_key(stats) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for layer in sorted(stats or {}):
-        h.update(str(layer).encode())
-        h.update(stats[layer].detach().float().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def measured_memit(lm, cases, hp, stats, lang: str, refresh: bool = False, root=None):
     """A MEMIT (or PMET, for :class:`~memat.pmet.PmetHparams`) edit of ``cases`` in ``lang`` computed **from
     scratch** (no cached target vectors or delta: :func:`memat.memit.cached_memit` with ``cache=False``) under
@@ -384,7 +374,7 @@ def measured_memit(lm, cases, hp, stats, lang: str, refresh: bool = False, root=
     requests = list(cases)
     if requests and isinstance(requests[0], EditCase):
         requests = memit.requests_from_cases(requests, lang)
-    key = memit.memit_cache_key(lm, requests, hp, lang, 0, _stats_key(stats))
+    key = memit.memit_cache_key(lm, requests, hp, lang, 0, memit.stats_key(stats))
     return measured_cache(
         "memit", key,
         compute=lambda: memit.cached_memit(lm, requests, hp, stats, lang, progress=False, cache=False),
