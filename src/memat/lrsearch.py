@@ -126,12 +126,7 @@ def summarize_grid(
     z = NormalDist().inv_cdf(0.5 + level / 2)
     rows = []
     for lr, df in per_case_frames.items():
-        try:
-            lr_f = float(lr)
-        except (TypeError, ValueError):
-            raise ValueError(f"learning rates must be numbers, got {lr!r}") from None
-        if not (math.isfinite(lr_f) and lr_f > 0):
-            raise ValueError(f"learning rates must be finite and > 0, got {lr!r}")
+        lr_f = _learning_rate(lr)
         _check_frame(df, f"lr={lr}")
         if df.empty:
             raise ValueError(f"lr={lr}: the per-case frame is empty")
@@ -151,6 +146,19 @@ def summarize_grid(
     return out.sort_values(["lr", "lang", "_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
 
 
+def _learning_rate(lr) -> float:
+    """``lr`` as a float; a ValueError naming it unless it is a finite number > 0 (booleans refused)."""
+    if isinstance(lr, bool):
+        raise ValueError(f"a learning rate must be a number, got {lr!r}")
+    try:
+        lr_f = float(lr)
+    except (TypeError, ValueError):
+        raise ValueError(f"a learning rate must be a number, got {lr!r}") from None
+    if not (math.isfinite(lr_f) and lr_f > 0):
+        raise ValueError(f"a learning rate must be finite and > 0, got {lr!r}")
+    return lr_f
+
+
 def with_learning_rate(hp, lr: float):
     """A copy of MEMIT or PMET hyperparameters with the target optimisation's learning rate ``v_lr = lr``.
 
@@ -160,14 +168,7 @@ def with_learning_rate(hp, lr: float):
     ``5.0`` give the same edit cache keys. The copy is validated (``hp.validate()``); the input is not
     modified. Raises ValueError for an lr that is not a finite number > 0.
     """
-    if isinstance(lr, bool):
-        raise ValueError(f"the learning rate must be a number, got {lr!r}")
-    try:
-        lr_f = float(lr)
-    except (TypeError, ValueError):
-        raise ValueError(f"the learning rate must be a number, got {lr!r}") from None
-    if not (math.isfinite(lr_f) and lr_f > 0):
-        raise ValueError(f"the learning rate must be finite and > 0, got {lr!r}")
+    lr_f = _learning_rate(lr)
     if not dataclasses.is_dataclass(hp) or not hasattr(hp, "v_lr"):
         raise TypeError(f"expected MEMIT/PMET hyperparameters with a v_lr field, got {type(hp).__name__}")
     changes = {"v_lr": lr_f}
