@@ -420,6 +420,42 @@ def test_compute_targets_batched_equals_one_at_a_time(family, early_stop_loss):
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), key
 
 
+@pytest.mark.parametrize("family", ["llama", "gpt2", "falcon", "gemma3_text", "gpt_neox"])
+@pytest.mark.parametrize("early_stop_loss", [0.05, 5.5], ids=["no-early-stop", "early-stop"])
+def test_compute_targets_suffix_equals_full_recomputation(family, early_stop_loss):
+    """The suffix method (prefix positions in the key/value cache, each step over the positions from the
+    subject's last token on, finished requests leaving the batch) against today's full replay of every
+    position: the same target vectors, starting points, step counts and logged losses. Tolerance 1e-4 of
+    |z| after 15 Adam steps (observed ~1e-6: float32 rounding of different matrix shapes)."""
+    over = {"sliding_window": 64} if family == "gemma3_text" else {}  # the tiny default window (4) is shorter than the rows
+    lm = make_tiny_model(family, **over)
+    reqs = [EFFICACY_REQS[0], REQS[1], REQS[2], EFFICACY_REQS[2]]
+    hp = _hp([1, 2], v_num_grad_steps=15, v_lr=0.5, early_stop_loss=early_stop_loss, batch_size=4)
+    zf, initf, logf = compute_targets(lm, reqs, hp, CONTEXTS, progress=False, method="full")
+    zs, inits, logs = compute_targets(lm, reqs, hp, CONTEXTS, progress=False, method="suffix")
+    scale = float(zf.abs().max())
+    torch.testing.assert_close(inits, initf, rtol=1e-5, atol=1e-5 * scale)
+    torch.testing.assert_close(zs, zf, rtol=1e-4, atol=1e-4 * scale)
+    assert float((zf - initf).norm(dim=-1).min()) > 1e-2 * scale  # every target moved
+    steps = [l["steps"] for l in logs]
+    if early_stop_loss > 1:  # some requests stop early while the others continue
+        assert min(steps) < hp.v_num_grad_steps == max(steps), steps
+    for a, b in zip(logs, logf):
+        assert a["case_id"] == b["case_id"] and a["steps"] == b["steps"], (logs, logf)
+        for key in ("nll_start", "nll_end", "kl_end", "delta_norm_ratio"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), key
+
+
+def test_compute_targets_falls_back_to_full_within_a_short_sliding_window():
+    lm = make_tiny_model("gemma3_text")  # window of 4 tokens: the suffix split cannot be used
+    hp = _hp([1, 2], v_num_grad_steps=3, v_lr=0.5)
+    zs, _, _ = compute_targets(lm, REQS, hp, CONTEXTS, progress=False, method="suffix")
+    zf, _, _ = compute_targets(lm, REQS, hp, CONTEXTS, progress=False, method="full")
+    torch.testing.assert_close(zs, zf, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="method must be one of"):
+        compute_targets(lm, REQS, hp, CONTEXTS, progress=False, method="fast")
+
+
 def test_compute_targets_initial_state_is_traced_state():
     lm = make_tiny_model("gpt2")
     _, cur = _hand_keys_and_states(lm, REQS, 2, 2, ["{}"])

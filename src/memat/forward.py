@@ -9,9 +9,15 @@
 * :class:`TailRunner` records the inputs of the blocks after a given layer during one full pass and
   replays only those blocks afterwards: what does not change between optimisation steps (every block
   up to the edited layer) is computed once.
+* :class:`SuffixRunner` goes further for an intervention at one position per row (MEMIT's target vector
+  at the subject's last token): nothing before that position depends on it, at any layer, so the
+  positions before it are run once into the model's own key/value cache, and each replay runs only the
+  blocks after the layer, over the positions from the intervention on.
 """
 from __future__ import annotations
 
+import copy
+import inspect
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -20,7 +26,8 @@ import torch
 from .hooks import Trace
 from .models import LoadedModel
 
-__all__ = ["Batch", "encode", "token_ids", "subject_last_index", "hidden_at_final_norm", "TailRunner"]
+__all__ = ["Batch", "encode", "token_ids", "subject_last_index", "hidden_at_final_norm", "TailRunner", "SuffixRunner",
+           "SuffixUnsupported", "cache_kwarg"]
 
 
 @dataclass
@@ -126,6 +133,191 @@ class TailRunner:
 
     def run(self, h: torch.Tensor) -> torch.Tensor:
         for block, (args, kwargs, positional) in zip(self.blocks, self.calls):
+            out = block(h, *args, **kwargs) if positional else block(hidden_states=h, **kwargs)
+            h = out[0] if isinstance(out, tuple) else out
+        norm = self.lm.model.get_submodule(self.lm.spec.final_norm)
+        return norm(h)
+
+
+def cache_kwarg(model: torch.nn.Module) -> str:
+    """The name under which ``model.forward`` takes a key/value cache: ``cache`` (transformers >= 5.x) or
+    ``past_key_values`` (earlier)."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _is_cache(x) -> bool:
+    try:
+        from transformers.cache_utils import Cache
+    except ImportError:  # pragma: no cover - transformers always has it in the supported range
+        return False
+    return isinstance(x, Cache)
+
+
+def _select_rows(x, rows: torch.Tensor, batch: int):
+    """``x`` with its batch dimension reduced to ``rows`` (tensors of at least 2 dims whose first dim is the
+    batch, inside tuples/lists/dicts); broadcast tensors (first dim 1) and everything else unchanged."""
+    if isinstance(x, torch.Tensor):
+        return x.index_select(0, rows.to(x.device)) if x.dim() >= 2 and x.shape[0] == batch and batch > 1 else x
+    if isinstance(x, (tuple, list)):
+        return type(x)(_select_rows(v, rows, batch) for v in x)
+    if isinstance(x, dict):
+        return {k: _select_rows(v, rows, batch) for k, v in x.items()}
+    return x
+
+
+class SuffixUnsupported(RuntimeError):
+    """The model cannot run this batch split into prefix and suffix (see :class:`SuffixRunner`)."""
+
+
+def _sliding_window(lm: LoadedModel) -> int | None:
+    cfg = lm.model.config
+    cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    w = getattr(cfg, "sliding_window", None)
+    if not w or getattr(cfg, "use_sliding_window", True) is False:
+        return None
+    return int(w)
+
+
+class SuffixRunner:
+    """Replay the blocks after ``layer`` over the positions from each row's ``split`` on only.
+
+    For an intervention on the output of block ``layer`` at position ``split[i]`` of row ``i`` (and
+    nowhere before it), the hidden states of positions before ``split[i]`` do not depend on it, at any
+    layer (causal attention). :meth:`capture` runs those positions once through the whole model into
+    the model's own key/value cache (prefix pass), then the remaining positions (suffix pass, with that
+    cache), recording the arguments each block after ``layer`` is called with, the suffix output of block
+    ``layer`` and the final-norm output. :meth:`run` feeds a modified suffix state of block ``layer``
+    through the recorded blocks, each call with a fresh copy of the prefix cache, and the final norm.
+
+    Rows are right-padded in both passes, with explicit position ids (position ``split[i] + j`` for the
+    ``j``-th suffix token), and the suffix pass's attention mask covers prefix and suffix, so each real
+    token attends to exactly the real tokens before it, as in one unpadded pass; nothing of the model's
+    code is copied. A row with an empty prefix (``split = 0``) gets a placeholder prefix column that is
+    visible only to itself in the prefix pass (finite values) and masked in the suffix pass.
+
+    Outputs are indexed ``[row, j]`` with ``j = position - split[row]``; :meth:`select` keeps a subset of
+    the rows (a finished request leaves the batch) without running the model again.
+
+    Sliding-window attention masks by cache column, not by position, so a model with a sliding window
+    shorter than the padded prefix plus suffix raises :class:`SuffixUnsupported` (callers fall back to
+    :class:`TailRunner`); Gemma 3's window is 512 tokens, far above these prompts.
+    """
+
+    def __init__(self, lm: LoadedModel, layer: int):
+        self.lm = lm
+        self.layer = layer
+        self.blocks = [lm.model.get_submodule(lm.name_of("layer", j)) for j in range(layer + 1, lm.n_layers)]
+        self.calls: list[tuple[tuple, dict, bool]] = []
+        self.prefix_cache = None
+        self._live_cache = None
+        self.h_layer: torch.Tensor | None = None
+        self.final: torch.Tensor | None = None
+        self.suffix_lengths: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def capture(self, seqs: Sequence[Sequence[int]], splits: Sequence[int]) -> torch.Tensor:
+        lm, dev = self.lm, self.lm.device
+        if len(seqs) != len(splits) or not seqs:
+            raise ValueError(f"SuffixRunner.capture: {len(seqs)} sequences for {len(splits)} splits")
+        for i, (s, k) in enumerate(zip(seqs, splits)):
+            if not 0 <= k < len(s):
+                raise ValueError(f"SuffixRunner.capture: row {i}: split {k} outside its {len(s)} tokens")
+        tok = lm.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        B = len(seqs)
+        P = max(1, max(splits))
+        S = max(len(s) - k for s, k in zip(seqs, splits))
+        window = _sliding_window(lm)
+        if window is not None and P + S >= window:
+            raise SuffixUnsupported(f"sliding window {window} <= padded prefix {P} + suffix {S}")
+        pre_ids = torch.full((B, P), pad, dtype=torch.long)
+        pre_mask = torch.zeros((B, P), dtype=torch.long)
+        suf_ids = torch.full((B, S), pad, dtype=torch.long)
+        suf_mask = torch.zeros((B, S), dtype=torch.long)
+        suf_pos = torch.zeros((B, S), dtype=torch.long)
+        for i, (s, k) in enumerate(zip(seqs, splits)):
+            s = torch.as_tensor(list(s), dtype=torch.long)
+            pre_ids[i, :k] = s[:k]
+            pre_mask[i, :k] = 1
+            suf_ids[i, : len(s) - k] = s[k:]
+            suf_mask[i, : len(s) - k] = 1
+            suf_pos[i] = torch.arange(k, k + S)
+        pre_run_mask = pre_mask.clone()
+        pre_run_mask[:, 0] = 1  # an empty prefix attends to a placeholder, never to nothing (no NaN)
+        pre_pos = torch.arange(P).expand(B, P)
+        kw = cache_kwarg(lm.model)
+        final_norm = lm.spec.final_norm
+
+        found: list = []
+
+        def grab(m, args, kwargs):
+            found.extend(v for v in list(args) + list(kwargs.values()) if _is_cache(v))
+
+        first = lm.model.get_submodule(lm.name_of("layer", 0))
+        handle = first.register_forward_pre_hook(grab, with_kwargs=True)
+        try:
+            with Trace(lm.model, final_norm, stop=True):
+                lm.model(input_ids=pre_ids.to(dev), attention_mask=pre_run_mask.to(dev), position_ids=pre_pos.to(dev),
+                         use_cache=True)
+        finally:
+            handle.remove()
+        if not found:
+            raise RuntimeError(f"SuffixRunner: {type(lm.model).__name__} passed no key/value cache to its blocks")
+        cache = found[0]
+        self.prefix_cache = copy.deepcopy(cache)
+
+        self.calls = []
+        handles = []
+
+        def pre(m, args, kwargs):
+            if args:
+                self.calls.append((tuple(args[1:]), dict(kwargs), True))
+            else:
+                k2 = dict(kwargs)
+                k2.pop("hidden_states")
+                self.calls.append(((), k2, False))
+
+        try:
+            for b in self.blocks:
+                handles.append(b.register_forward_pre_hook(pre, with_kwargs=True))
+            with Trace(lm.model, lm.name_of("layer", self.layer)) as tl, Trace(lm.model, final_norm, stop=True) as tf:
+                lm.model(input_ids=suf_ids.to(dev), attention_mask=torch.cat([pre_mask, suf_mask], 1).to(dev),
+                         position_ids=suf_pos.to(dev), use_cache=True, **{kw: cache})
+        finally:
+            for h in handles:
+                h.remove()
+        if len(self.calls) != len(self.blocks):
+            raise RuntimeError(f"SuffixRunner: recorded {len(self.calls)} block calls, expected {len(self.blocks)}")
+        self._live_cache = cache
+        out = tl.output
+        self.h_layer = (out[0] if isinstance(out, tuple) else out).detach()
+        fo = tf.output
+        self.final = (fo[0] if isinstance(fo, tuple) else fo).detach()
+        self.suffix_lengths = suf_mask.sum(1).to(dev)
+        self.batch = B
+        return self.h_layer
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only ``rows`` (indices into the current batch), in that order."""
+        rows = torch.as_tensor(rows, dtype=torch.long, device=self.lm.device)
+        B = self.batch
+        self.prefix_cache.batch_select_indices(rows)
+        live = self._live_cache
+        self.calls = [(_select_rows(a, rows, B), {k: (v if v is live else _select_rows(v, rows, B)) for k, v in kw.items()}, p)
+                      for a, kw, p in self.calls]
+        self.h_layer = self.h_layer.index_select(0, rows)
+        self.final = self.final.index_select(0, rows)
+        self.suffix_lengths = self.suffix_lengths.index_select(0, rows)
+        self.batch = len(rows)
+
+    def run(self, h: torch.Tensor) -> torch.Tensor:
+        """Final-norm outputs [B, S, d] of the suffix positions for the suffix state ``h`` of block ``layer``."""
+        live = self._live_cache
+        fresh = copy.deepcopy(self.prefix_cache)
+        for block, (args, kwargs, positional) in zip(self.blocks, self.calls):
+            args = tuple(fresh if a is live else a for a in args)
+            kwargs = {k: (fresh if v is live else v) for k, v in kwargs.items()}
             out = block(h, *args, **kwargs) if positional else block(hidden_states=h, **kwargs)
             h = out[0] if isinstance(out, tuple) else out
         norm = self.lm.model.get_submodule(self.lm.spec.final_norm)

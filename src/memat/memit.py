@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data.records import EditCase, target_continuation
-from .forward import TailRunner, encode, subject_last_index, token_ids
+from .forward import SuffixRunner, SuffixUnsupported, TailRunner, encode, subject_last_index, token_ids
 from .hooks import TraceDict
 from .hparams import MemitHparams
 from .io import atomic_path
@@ -176,18 +176,32 @@ def _build_rows(tok, reqs: Sequence[EditRequest], contexts) -> _Rows:
     return r
 
 
+TARGET_METHODS = ("suffix", "full")
+
+
 def compute_targets(
     lm: LoadedModel, reqs: Sequence[EditRequest], hp: MemitHparams, contexts: Sequence[str] | Sequence[Sequence[str]],
-    progress: bool = True,
+    progress: bool = True, method: str = "suffix",
 ) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
     """Target vectors ``z`` [n, d] at the last edited layer, their starting points, and per-edit logs.
-    ``contexts``: shared templates or one list per request (:func:`per_request_contexts`)."""
+    ``contexts``: shared templates or one list per request (:func:`per_request_contexts`).
+
+    ``method="suffix"`` (default) computes the positions before each row's subject-last token once, in
+    the model's key/value cache, and each optimisation step runs only the blocks after the last edited
+    layer over the positions from that token on (:class:`~memat.forward.SuffixRunner`); a request that
+    reaches ``early_stop_loss`` leaves the batch. ``method="full"`` replays the blocks after that layer
+    over every position at every step, every request to the end (the implementation before 2026-12;
+    kept as the reference the tests and ``benchmarks/bench_memit.py`` compare with). Both give the same
+    gradients and target vectors up to rounding."""
+    if method not in TARGET_METHODS:
+        raise ValueError(f"compute_targets: method must be one of {TARGET_METHODS}, got {method!r}")
     z_layer = hp.layers[-1]
     ctxs = per_request_contexts(contexts, len(reqs))
     zs, inits, logs = [], [], []
     chunks = range(0, len(reqs), hp.batch_size)
+    chunk_fn = _targets_chunk_suffix if method == "suffix" else _targets_chunk
     for s in tqdm(chunks, desc="target vectors", disable=not progress, leave=False):
-        z, init, log = _targets_chunk(lm, reqs[s : s + hp.batch_size], hp, ctxs[s : s + hp.batch_size], z_layer)
+        z, init, log = chunk_fn(lm, reqs[s : s + hp.batch_size], hp, ctxs[s : s + hp.batch_size], z_layer)
         zs.append(z)
         inits.append(init)
         logs.extend(log)
@@ -262,6 +276,102 @@ def _targets_chunk(lm, reqs, hp: MemitHparams, contexts, z_layer):
             "nll_start": float(hist[0]["nll"][e]),
             "nll_end": float(hist[-1]["nll"][e]),
             "kl_end": float(hist[-1]["kl"][e]),
+            "delta_norm_ratio": float(delta[e].norm() / init_norm[e]),
+        })
+    return target_init + delta, target_init, logs
+
+
+def _targets_chunk_suffix(lm, reqs, hp: MemitHparams, contexts, z_layer):
+    """:func:`_targets_chunk` over the suffix positions only (:class:`~memat.forward.SuffixRunner`).
+
+    Every row adds its edit's ``delta`` at its subject's last token, and every loss reads positions from
+    there on, so each row is split there: the NLL positions become ``pos - split`` and the KL position 0.
+    An edit whose loss falls below ``early_stop_loss`` is frozen (as in the full method) and its rows leave
+    the batch; its logged NLL/KL are those of its last evaluation."""
+    dev = lm.device
+    rows = _build_rows(lm.tokenizer, reqs, contexts)
+    runner = SuffixRunner(lm, z_layer)
+    n = len(reqs)
+    n_rows = len(rows.seqs)
+    look = torch.tensor(rows.lookup, device=dev)
+    try:
+        h0 = runner.capture(rows.seqs, rows.lookup).float()
+    except SuffixUnsupported:  # a sliding window shorter than these rows: replay every position
+        return _targets_chunk(lm, reqs, hp, contexts, z_layer)  # [rows, S, d]; position 0 is the subject's last token
+    with torch.no_grad():
+        kl_rows = torch.tensor(rows.kl_rows, device=dev, dtype=torch.long)
+        kl_init = F.log_softmax(lm.logits(runner.final[kl_rows, 0]).float(), -1)
+    ctx0 = torch.tensor(rows.ctx0, device=dev)
+    target_init = h0[ctx0, 0].clone()
+    init_norm = target_init.norm(dim=-1)
+    edit_all = torch.tensor(rows.edit, device=dev)
+    tgt_rows = torch.tensor(rows.tgt_rows, device=dev, dtype=torch.long)
+    tgt_pos = torch.tensor(rows.tgt_pos, device=dev, dtype=torch.long) - look[tgt_rows]
+    tgt_ids = torch.tensor(rows.tgt_ids, device=dev, dtype=torch.long)
+    tok_per_row = torch.zeros(n_rows, device=dev).index_add_(0, tgt_rows, torch.ones_like(tgt_rows, dtype=torch.float))
+    is_rw = tok_per_row > 0
+    rows_per_edit = torch.zeros(n, device=dev).index_add_(0, edit_all[is_rw], torch.ones(int(is_rw.sum()), device=dev))
+    kl_edit = torch.tensor(rows.kl_edit, device=dev, dtype=torch.long)
+    kl_per_edit = torch.zeros(n, device=dev).index_add_(0, kl_edit, torch.ones_like(kl_edit, dtype=torch.float))
+    # rows of the current batch (indices into the chunk's rows), and each chunk row's place in the batch
+    live = torch.arange(n_rows, device=dev)
+
+    delta = torch.zeros(n, h0.shape[-1], device=dev, requires_grad=True)
+    opt = torch.optim.Adam([delta], lr=hp.v_lr)
+    done = torch.zeros(n, dtype=torch.bool, device=dev)
+    steps = torch.zeros(n, dtype=torch.long)
+    nll_start = torch.full((n,), float("nan"))
+    nll_last, kl_last = torch.full((n,), float("nan")), torch.full((n,), float("nan"))
+    for it in range(hp.v_num_grad_steps):
+        pos_of = torch.full((n_rows,), -1, dtype=torch.long, device=dev)
+        pos_of[live] = torch.arange(len(live), device=dev)
+        h = h0.clone()
+        h[:, 0] = h[:, 0] + delta[edit_all[live]]
+        out = runner.run(h.to(lm.dtype))
+        t_sel = (pos_of[tgt_rows] >= 0).nonzero()[:, 0]
+        lp = F.log_softmax(lm.logits(out[pos_of[tgt_rows[t_sel]], tgt_pos[t_sel]]).float(), -1)
+        tok_lp = lp.gather(-1, tgt_ids[t_sel, None])[:, 0]
+        row_nll = -torch.zeros(n_rows, device=dev).index_add(0, tgt_rows[t_sel], tok_lp) / tok_per_row.clamp(min=1)
+        nll = torch.zeros(n, device=dev).index_add(0, edit_all, row_nll * is_rw) / rows_per_edit
+        k_sel = (pos_of[kl_rows] >= 0).nonzero()[:, 0]
+        kl_lp = F.log_softmax(lm.logits(out[pos_of[kl_rows[k_sel]], 0]).float(), -1)
+        kl_row = (kl_lp.exp() * (kl_lp - kl_init[k_sel])).sum(-1)  # KL(current || init), as MEMIT
+        kl = torch.zeros(n, device=dev).index_add(0, kl_edit[k_sel], kl_row) / kl_per_edit.clamp(min=1)
+        wd = hp.v_weight_decay * delta.norm(dim=-1) / init_norm**2
+        loss = nll + hp.kl_factor * kl + wd
+        active = ~done
+        if it == 0:
+            nll_start = nll.detach().cpu()
+        a_cpu = active.cpu()
+        nll_last[a_cpu] = nll.detach().cpu()[a_cpu]
+        kl_last[a_cpu] = kl.detach().cpu()[a_cpu]
+        steps += a_cpu.long()
+        done |= loss.detach() < hp.early_stop_loss
+        if bool(done.all()) or it == hp.v_num_grad_steps - 1:
+            break
+        opt.zero_grad()
+        loss[~done].sum().backward()
+        frozen = delta.detach()[done].clone()
+        opt.step()
+        with torch.no_grad():
+            delta[done] = frozen
+            max_norm = hp.clamp_norm_factor * init_norm
+            scale = (max_norm / delta.norm(dim=-1).clamp(min=1e-12)).clamp(max=1.0)
+            delta.mul_(scale[:, None])
+        keep = ~done[edit_all[live]]
+        if not bool(keep.all()):  # finished requests leave the batch
+            runner.select(keep.nonzero()[:, 0])
+            h0 = h0[keep]
+            live = live[keep]
+    delta = delta.detach()
+    logs = []
+    for e, q in enumerate(reqs):
+        logs.append({
+            "case_id": q.case_id,
+            "steps": int(steps[e]),
+            "nll_start": float(nll_start[e]),
+            "nll_end": float(nll_last[e]),
+            "kl_end": float(kl_last[e]),
             "delta_norm_ratio": float(delta[e].norm() / init_norm[e]),
         })
     return target_init + delta, target_init, logs
@@ -581,7 +691,8 @@ def target_cache_keys(lm: LoadedModel, requests: Sequence[EditRequest], hp: Memi
         "z_layer": hp.layers[-1],
         "opt": {f: getattr(hp, f) for f in _TARGET_FIELDS},
         "contexts": list(c),  # the request's own contexts
-        "version": 1,
+        "method": "suffix",  # compute_targets' default (same values as "full" up to float rounding)
+        "version": 2,
     }, sort_keys=True, default=str) for c in set(ctxs)}
     return [hashlib.sha256((bases[c] + json.dumps([q.prompt, q.subject, q.target_new, list(q.kl_prompts)])).encode()).hexdigest()
             for q, c in zip(requests, ctxs)]
@@ -665,7 +776,8 @@ def memit_cache_key(
         "lang": lang,
         "context_seed": context_seed,
         "stats": stats_key,
-        "version": 1,
+        "targets_method": "suffix",
+        "version": 2,
     }
     if type(hp).__name__ != "MemitHparams":  # PMET (MEMIT's own keys are unchanged)
         payload["method"] = type(hp).__name__
