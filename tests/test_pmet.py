@@ -510,3 +510,21 @@ def test_cached_memit_dispatches_pmet_and_keys_it_apart(tmp_path, monkeypatch):
     shared = {f.name: getattr(hp, f.name) for f in dataclasses.fields(MemitHparams)}
     k_memit = memit_mod.memit_cache_key(lm, REQS, MemitHparams(**shared), "en")
     assert memit_mod.memit_cache_key(lm, REQS, hp, "en") != k_memit
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "falcon"])
+@pytest.mark.parametrize("z", [1, 2])
+def test_pmet_targets_suffix_equals_full(family, z):
+    """PMET's suffix method (blocks from the edited layer on, over the positions from the subject's last
+    token) against the full replay: the same attention and FFN targets and logs, tolerance 1e-4 of |z|."""
+    lm = make_tiny_model(family)
+    hp = _hp(list(range(z + 1)), v_num_grad_steps=12)
+    full = compute_pmet_targets(lm, REQS, hp, CONTEXTS, method="full")
+    suf = compute_pmet_targets(lm, REQS, hp, CONTEXTS, method="suffix")
+    for f in ("ffn", "ffn_init", "attn", "attn_init"):
+        a, b = getattr(suf, f), getattr(full, f)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()), msg=f)
+    assert float((full.ffn - full.ffn_init).abs().max()) > 0
+    for a, b in zip(suf.logs, full.logs):
+        assert a["steps"] == b["steps"]
+        assert a["nll_end"] == pytest.approx(b["nll_end"], rel=1e-4, abs=1e-5)

@@ -52,7 +52,7 @@ from tqdm.auto import tqdm
 
 from . import memit as _memit
 from .data.records import EditCase
-from .forward import TailRunner, encode, subject_last_index
+from .forward import SuffixRunner, SuffixUnsupported, TailRunner, encode, subject_last_index
 from .hooks import TraceDict
 from .hparams import HparamsError, MemitHparams
 from .memit import EditRequest, MemitDelta, context_templates, requests_from_cases
@@ -139,15 +139,22 @@ def _first(x):
 
 
 def compute_pmet_targets(
-    lm: LoadedModel, reqs: Sequence[EditRequest], hp: PmetHparams, contexts: Sequence[str], progress: bool = False
+    lm: LoadedModel, reqs: Sequence[EditRequest], hp: PmetHparams, contexts: Sequence[str], progress: bool = False,
+    method: str = "suffix",
 ) -> PmetTargets:
-    """Jointly optimise the attention and FFN deltas at ``hp.layers[-1]`` for every request (batched)."""
+    """Jointly optimise the attention and FFN deltas at ``hp.layers[-1]`` for every request (batched).
+
+    ``method="suffix"`` (default) runs the positions before each row's subject-last token once (key/value
+    cache) and each step replays block ``hp.layers[-1]`` and the blocks after it over the positions from that
+    token on (:class:`~memat.forward.SuffixRunner`); ``"full"`` replays every position (the reference)."""
+    if method not in _memit.TARGET_METHODS:
+        raise ValueError(f"compute_pmet_targets: method must be one of {_memit.TARGET_METHODS}, got {method!r}")
     z_layer = hp.layers[-1]
     ctxs = _memit.per_request_contexts(contexts, len(reqs))
     parts = []
     chunks = range(0, len(reqs), hp.batch_size)
     for s in tqdm(chunks, desc="PMET targets", disable=not progress, leave=False):
-        parts.append(_targets_chunk(lm, reqs[s : s + hp.batch_size], hp, ctxs[s : s + hp.batch_size], z_layer))
+        parts.append(_targets_chunk(lm, reqs[s : s + hp.batch_size], hp, ctxs[s : s + hp.batch_size], z_layer, method))
     return PmetTargets(
         *(torch.cat([getattr(p, f) for p in parts]) for f in ("ffn", "ffn_init", "attn", "attn_init")),
         logs=[l for p in parts for l in p.logs],
@@ -162,22 +169,33 @@ def _ffn_image(lm: LoadedModel, layer: int, m: torch.Tensor) -> torch.Tensor:
         return lm.module("post_mlp_norm", layer)(m.to(lm.dtype)).float()
 
 
-def _targets_chunk(lm: LoadedModel, reqs, hp: PmetHparams, contexts, z_layer: int) -> PmetTargets:
+def _targets_chunk(lm: LoadedModel, reqs, hp: PmetHparams, contexts, z_layer: int, method: str = "full") -> PmetTargets:
     dev = lm.device
     rows = _memit._build_rows(lm.tokenizer, reqs, contexts)
-    batch = encode(lm.tokenizer, rows.seqs, dev)
-    runner = _BlockTail(lm, z_layer)
     attn_name, mlp_name = lm.name_of("attn_out", z_layer), lm.name_of("mlp_out", z_layer)
     n = len(reqs)
+    suffix = method == "suffix" and z_layer > 0
     with torch.no_grad():
-        with TraceDict(lm.model, [attn_name, mlp_name]) as td:  # cloned: Falcon adds attention in place
-            h0 = runner.capture(batch)
+        if suffix:  # blocks z_layer.. from the subject's last token on; the suffix pass is the traced one
+            runner = SuffixRunner(lm, z_layer - 1)
+            try:
+                with TraceDict(lm.model, [attn_name, mlp_name]) as td:
+                    h0 = runner.capture(rows.seqs, rows.lookup)
+            except SuffixUnsupported:
+                suffix = False
+        if not suffix:
+            batch = encode(lm.tokenizer, rows.seqs, dev)
+            runner = _BlockTail(lm, z_layer)
+            with TraceDict(lm.model, [attn_name, mlp_name]) as td:  # cloned: Falcon adds attention in place
+                h0 = runner.capture(batch)
         a_out, m_out = _first(td[attn_name].output), _first(td[mlp_name].output)
-        kl_idx = torch.tensor([rows.lookup[r] for r in rows.kl_rows], device=dev)
-        kl_rows = torch.tensor(rows.kl_rows, device=dev)
+        # positions are relative to the subject's last token in the suffix method (it is position 0)
+        offset = torch.tensor(rows.lookup, device=dev) if suffix else torch.zeros(len(rows.seqs), dtype=torch.long, device=dev)
+        kl_rows = torch.tensor(rows.kl_rows, device=dev, dtype=torch.long)
+        kl_idx = torch.tensor([rows.lookup[r] for r in rows.kl_rows], device=dev, dtype=torch.long) - offset[kl_rows]
         kl_init = F.log_softmax(lm.logits(runner.final[kl_rows, kl_idx]).float(), -1)
     ctx0 = torch.tensor(rows.ctx0, device=dev)
-    look = torch.tensor(rows.lookup, device=dev)
+    look = torch.tensor(rows.lookup, device=dev) - offset
     m_init = m_out[ctx0, look[ctx0]].float()  # the plain prompt's value, as the reference records it
     a_init = a_out[ctx0, look[ctx0]].float()
     m_norm = m_init.norm(dim=-1).clamp(min=1e-12)
@@ -185,7 +203,7 @@ def _targets_chunk(lm: LoadedModel, reqs, hp: PmetHparams, contexts, z_layer: in
     row_all = torch.arange(len(rows.seqs), device=dev)
     edit_all = torch.tensor(rows.edit, device=dev)
     tgt_rows = torch.tensor(rows.tgt_rows, device=dev)
-    tgt_pos = torch.tensor(rows.tgt_pos, device=dev)
+    tgt_pos = torch.tensor(rows.tgt_pos, device=dev) - offset[tgt_rows]
     tgt_ids = torch.tensor(rows.tgt_ids, device=dev)
     n_rows = len(rows.seqs)
     tok_per_row = torch.zeros(n_rows, device=dev).index_add_(0, tgt_rows, torch.ones_like(tgt_rows, dtype=torch.float))
