@@ -115,3 +115,42 @@ def test_memit_edit_on_embedded_model(embedded):
         again = MemitDelta.load(path)
     assert set(again.deltas) == set(delta.deltas)
     assert all(torch.equal(again.deltas[k], delta.deltas[k]) for k in delta.deltas)
+
+
+def test_shared_scoring_equals_separate_on_embedded_model(embedded):
+    """The shared-prompt scorer on the real model (sdpa attention, 262k vocabulary, float32): every
+    probability within 1e-5 of the one-sequence-per-pair scores, the same greedy accuracy."""
+    import numpy as np
+
+    from memat.evaluate import score_continuations
+
+    pairs = [("The capital of France is the city of", "Paris"), ("The capital of France is the city of", "Rome"),
+             ("Pregunta: Quina és la capital de França?\nResposta:", "París"),
+             ("Pregunta: Quina és la capital de França?\nResposta:", "Barcelona i Girona"),
+             ("Danielle Darrieux's mother tongue is", "French"), ("Danielle Darrieux's mother tongue is", "English"),
+             ("La llengua materna de Danielle Darrieux és el", "francès")]
+    nll_s, acc_s = score_continuations(embedded, pairs, method="separate", cache=False)
+    nll_c, acc_c = score_continuations(embedded, pairs, method="shared", cache=False)
+    np.testing.assert_allclose(np.exp(-nll_c), np.exp(-nll_s), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(nll_c, nll_s, rtol=1e-5, atol=1e-5)
+    assert (acc_c == acc_s).all()
+
+
+def test_suffix_targets_equal_full_on_embedded_model(embedded):
+    """Target vectors of the suffix method against today's full replay on the real model, 3 steps
+    (relative difference observed ~1e-6 after 20 steps; tolerance 1e-4 of |z|)."""
+    import dataclasses
+
+    from memat.hparams import load_hparams
+    from memat.memit import EditRequest, compute_targets
+
+    hp = dataclasses.replace(load_hparams("gemma3-270m"), v_num_grad_steps=3)
+    reqs = [EditRequest(0, "The capital of {} is the city of", "France", "Rome"),
+            EditRequest(1, "La llengua materna de {} és el", "Danielle Darrieux", "anglès")]
+    ctx = ["{}", "El 26 de novembre, en el Teatre. {}", "Jo vaig dir que no. {}"]
+    zf, initf, _ = compute_targets(embedded, reqs, hp, ctx, progress=False, method="full")
+    zs, inits, _ = compute_targets(embedded, reqs, hp, ctx, progress=False, method="suffix")
+    scale = float(zf.abs().max())
+    torch.testing.assert_close(inits, initf, rtol=1e-5, atol=1e-5 * scale)
+    torch.testing.assert_close(zs, zf, rtol=1e-4, atol=1e-4 * scale)
+    assert float((zf - initf).norm(dim=-1).min()) > 0

@@ -29,8 +29,9 @@ from tqdm.auto import tqdm
 from .data.records import EditCase, target_continuation
 from .forward import encode, hidden_at_final_norm, token_ids
 from .models import LoadedModel
+from .power import detectable_difference, paired_se, wilson_interval
 
-__all__ = ["score_continuations", "evaluate_cases", "summarize", "paired_difference", "heldout_nll", "METRIC_NAMES", "mean_ci"]
+__all__ = ["score_continuations", "evaluate_cases", "weights_fingerprint", "has_hooks", "summarize", "paired_difference", "heldout_nll", "METRIC_NAMES", "mean_ci"]
 
 KINDS = ("rewrite", "paraphrase", "neighborhood")
 METRIC_NAMES = {
@@ -40,15 +41,11 @@ METRIC_NAMES = {
 }
 
 
-@torch.no_grad()
-def score_continuations(
-    lm: LoadedModel, pairs: Sequence[tuple[str, str]], batch_size: int = 32, progress: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Token-averaged NLL of ``target`` after ``prompt`` for each pair, and whether greedy decoding
-    reproduces the whole target. Logits are computed only at the target's positions."""
-    tok = lm.tokenizer
-    nll = np.zeros(len(pairs))
-    acc = np.zeros(len(pairs), dtype=bool)
+SCORE_METHODS = ("shared", "separate")
+_SCORES_VERSION = 1
+
+
+def _encode_pairs(tok, pairs):
     encoded = []
     for prompt, target in pairs:
         p = token_ids(tok, prompt)
@@ -56,7 +53,29 @@ def score_continuations(
         if not t:
             raise ValueError(f"target {target!r} tokenises to nothing (prompt {prompt!r})")
         encoded.append((p, t))
-    order = sorted(range(len(pairs)), key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))
+    return encoded
+
+
+def _reduce(tok_nll: torch.Tensor, hit: torch.Tensor, owner: torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-owner mean NLL and all-tokens-hit from per-token values."""
+    cnt = torch.zeros(n, dtype=torch.float64).index_add_(0, owner, torch.ones(len(owner), dtype=torch.float64))
+    tot = torch.zeros(n, dtype=torch.float64).index_add_(0, owner, tok_nll.double().cpu())
+    miss = torch.zeros(n, dtype=torch.float64).index_add_(0, owner, (~hit.cpu()).double())
+    return (tot / cnt).numpy(), (miss == 0).numpy()
+
+
+def _token_scores(lm, h: torch.Tensor, tgt: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = lm.logits(h).float()
+    lp = F.log_softmax(logits, -1)
+    tgt_t = torch.tensor(tgt, device=lp.device)
+    return -lp.gather(-1, tgt_t[:, None])[:, 0], logits.argmax(-1) == tgt_t
+
+
+def _score_separate(lm, encoded, order, batch_size, progress):
+    """Today's path: each (prompt, target) its own sequence."""
+    tok = lm.tokenizer
+    nll = np.zeros(len(encoded))
+    acc = np.zeros(len(encoded), dtype=bool)
     for s in tqdm(range(0, len(order), batch_size), desc="scoring", disable=not progress, leave=False):
         idx = order[s : s + batch_size]
         seqs = [encoded[i][0] + encoded[i][1][:-1] for i in idx]
@@ -70,16 +89,233 @@ def score_continuations(
                 pos.append(len(p) - 1 + j)
                 tgt.append(tid)
                 owner.append(r)
-        logits = lm.logits(h[torch.tensor(rows), torch.tensor(pos)]).float()
-        lp = F.log_softmax(logits, -1)
-        tgt_t = torch.tensor(tgt, device=lp.device)
-        tok_nll = -lp.gather(-1, tgt_t[:, None])[:, 0]
-        hit = logits.argmax(-1) == tgt_t
-        owner_t = torch.tensor(owner)
-        for r, i in enumerate(idx):
-            sel = owner_t == r
-            nll[i] = float(tok_nll[sel].mean())
-            acc[i] = bool(hit[sel].all())
+        tok_nll, hit = _token_scores(lm, h[torch.tensor(rows), torch.tensor(pos)], tgt)
+        n_b, a_b = _reduce(tok_nll, hit, torch.tensor(owner), len(idx))
+        nll[idx], acc[idx] = n_b, a_b
+    return nll, acc
+
+
+def _score_shared(lm, encoded, batch_size, progress):
+    """Each distinct prompt runs once into the model's key/value cache; the first token of every target is
+    read at the prompt's last position, the rest of each target (if any) runs as a continuation of that
+    cache (rows repeated per target, right padding in the middle masked, explicit position ids)."""
+    from .forward import _sliding_window, cache_kwarg, _is_cache
+    from .hooks import Trace
+
+    tok, dev = lm.tokenizer, lm.device
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    nll = np.zeros(len(encoded))
+    acc = np.zeros(len(encoded), dtype=bool)
+    by_prompt: dict[tuple, list[int]] = {}
+    for i, (p, _) in enumerate(encoded):
+        by_prompt.setdefault(tuple(p), []).append(i)
+    prompts = sorted(by_prompt, key=lambda p: (len(p), max(len(encoded[i][1]) for i in by_prompt[p])))
+    window = _sliding_window(lm)
+    kw = cache_kwarg(lm.model)
+    first_block = lm.model.get_submodule(lm.name_of("layer", 0))
+    step = max(1, batch_size // 2)  # prompts per batch: about batch_size continuation rows (two targets a prompt)
+    for s in tqdm(range(0, len(prompts), step), desc="scoring", disable=not progress, leave=False):
+        group = prompts[s : s + step]
+        members = [i for p in group for i in by_prompt[p]]
+        Lp = max(len(p) for p in group)
+        Lc = max(len(encoded[i][1]) - 1 for i in members)
+        if window is not None and Lp + Lc >= window:  # sliding masks count cache columns, not positions
+            order = sorted(members, key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))
+            n_b, a_b = _score_separate(lm, encoded, order, batch_size, False)
+            nll[members], acc[members] = n_b[members], a_b[members]
+            continue
+        b = encode(tok, [list(p) for p in group], dev)
+        found: list = []
+
+        def grab(m, args, kwargs):
+            found.extend(v for v in list(args) + list(kwargs.values()) if _is_cache(v))
+
+        handle = first_block.register_forward_pre_hook(grab, with_kwargs=True)
+        try:
+            with Trace(lm.model, lm.spec.final_norm, stop=True) as tf:
+                lm.model(input_ids=b.input_ids, attention_mask=b.attention_mask,
+                         position_ids=torch.arange(Lp, device=dev).expand(len(group), Lp), use_cache=Lc > 0)
+        finally:
+            handle.remove()
+        h = tf.output[0] if isinstance(tf.output, tuple) else tf.output
+        prow = {p: r for r, p in enumerate(group)}
+        # first target token of every member, at its prompt's last position
+        vecs = [h[torch.tensor([prow[tuple(encoded[i][0])] for i in members]),
+                  torch.tensor([len(encoded[i][0]) - 1 for i in members])]]
+        tgt = [encoded[i][1][0] for i in members]
+        owner = list(range(len(members)))
+        cont = [k for k, i in enumerate(members) if len(encoded[i][1]) > 1]
+        if cont:
+            if not found:
+                raise RuntimeError(f"score_continuations: {type(lm.model).__name__} passed no key/value cache to its blocks")
+            cache = found[0]
+            src = torch.tensor([prow[tuple(encoded[members[k]][0])] for k in cont], device=dev)
+            cache.batch_select_indices(src)
+            ids = torch.full((len(cont), Lc), pad, dtype=torch.long)
+            mask = torch.zeros((len(cont), Lc), dtype=torch.long)
+            pos = torch.zeros((len(cont), Lc), dtype=torch.long)
+            for r, k in enumerate(cont):
+                p, t = encoded[members[k]]
+                ids[r, : len(t) - 1] = torch.tensor(t[:-1])
+                mask[r, : len(t) - 1] = 1
+                pos[r] = torch.arange(len(p), len(p) + Lc)
+            full_mask = torch.cat([b.attention_mask.index_select(0, src), mask.to(dev)], 1)
+            with Trace(lm.model, lm.spec.final_norm, stop=True) as tc:
+                lm.model(input_ids=ids.to(dev), attention_mask=full_mask, position_ids=pos.to(dev), use_cache=True,
+                         **{kw: cache})
+            hc = tc.output[0] if isinstance(tc.output, tuple) else tc.output
+            rr, pp = [], []
+            for r, k in enumerate(cont):
+                t = encoded[members[k]][1]
+                for j in range(1, len(t)):
+                    rr.append(r)
+                    pp.append(j - 1)
+                    tgt.append(t[j])
+                    owner.append(k)
+            vecs.append(hc[torch.tensor(rr), torch.tensor(pp)])
+        tok_nll, hit = _token_scores(lm, torch.cat(vecs), tgt)
+        n_b, a_b = _reduce(tok_nll, hit, torch.tensor(owner), len(members))
+        nll[members], acc[members] = n_b, a_b
+    return nll, acc
+
+
+_FINGERPRINTS: "weakref.WeakKeyDictionary" = None  # model -> (state, fingerprint); see weights_fingerprint
+
+
+def _tensor_state(model: torch.nn.Module) -> tuple:
+    """Identity, version counter, shape, dtype and device of every parameter and buffer: any in-place
+    change (``add_``, ``copy_``) bumps a version counter, any replacement changes an identity."""
+    return tuple((name, id(t), t._version, tuple(t.shape), str(t.dtype), str(t.device))
+                 for name, t in list(model.named_parameters()) + list(model.named_buffers()))
+
+
+def weights_fingerprint(lm: LoadedModel) -> str:
+    """sha256 of the model's config and of every parameter and buffer (tensors above 4M elements: a
+    strided sample plus their exact sum and sum of squares), with device type and dtype: what a score of
+    this model depends on, apart from hooks.
+
+    Hashing reads every weight (about 3 s for the embedded model), so the digest is remembered per model
+    object together with the identity and version counter of each of its tensors (:func:`_tensor_state`),
+    and recomputed as soon as any of them changes (an edit applied or removed, a weight replaced)."""
+    global _FINGERPRINTS
+    import weakref
+
+    if _FINGERPRINTS is None:
+        _FINGERPRINTS = weakref.WeakKeyDictionary()
+    state = (_tensor_state(lm.model), json_config(lm))
+    got = _FINGERPRINTS.get(lm.model)
+    if got is not None and got[0] == state:
+        return got[1]
+    digest = _weights_digest(lm)
+    _FINGERPRINTS[lm.model] = (state, digest)
+    return digest
+
+
+def json_config(lm: LoadedModel) -> str:
+    import json
+
+    return json.dumps(lm.model.config.to_dict(), sort_keys=True, default=str)
+
+
+def _weights_digest(lm: LoadedModel) -> str:
+    import hashlib
+    import json
+
+    h = hashlib.sha256(json.dumps(lm.model.config.to_dict(), sort_keys=True, default=str).encode())
+    h.update(f"{lm.device.type}|{lm.dtype}".encode())
+    seen = set()
+    for name, t in list(lm.model.named_parameters()) + list(lm.model.named_buffers()):
+        if id(t) in seen:  # tied weights
+            continue
+        seen.add(id(t))
+        t = t.detach()
+        if t.numel() > 4_000_000:
+            t = torch.cat([t.flatten()[:: max(1, t.numel() // 1_000_000)].float(), t.double().sum().reshape(1).float(),
+                           t.double().square().sum().reshape(1).float()])
+        h.update(name.encode())
+        h.update(t.float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def has_hooks(model: torch.nn.Module) -> bool:
+    """Whether any forward (pre-)hook is registered on the model or globally: its outputs may then differ
+    from what its weights say (MEMAT corrections, ITI shifts), so scores are not cached."""
+    from torch.nn.modules import module as _m
+
+    if _m._global_forward_hooks or _m._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def _scores_path(lm, encoded, method):
+    import hashlib
+    import json
+
+    from .models import cache_dir
+
+    payload = json.dumps({"weights": weights_fingerprint(lm), "pairs": encoded, "method": method,
+                          "version": _SCORES_VERSION}, sort_keys=True)
+    key = hashlib.sha256(payload.encode()).hexdigest()
+    return cache_dir() / "scores" / lm.name.replace("/", "__") / f"{key[:40]}.npz", key
+
+
+@torch.no_grad()
+def score_continuations(
+    lm: LoadedModel, pairs: Sequence[tuple[str, str]], batch_size: int = 32, progress: bool = False,
+    method: str = "shared", cache: bool | str = "auto",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Token-averaged NLL of ``target`` after ``prompt`` for each pair, and whether greedy decoding
+    reproduces the whole target. Logits are computed only at the target's positions.
+
+    ``method="shared"`` (default) runs each distinct prompt once and scores every target after it from
+    the prompt's key/value cache (the true and the new target of a prompt share it);
+    ``method="separate"`` runs every (prompt, target) as its own sequence (the implementation before
+    2026-12, the reference of the tests and of ``benchmarks/bench_evaluate.py``). They agree to float32
+    rounding (~1e-6 in NLL).
+
+    ``cache``: ``"auto"`` keeps scores on disk (``<cache dir>/scores/``) keyed by the model's weights
+    (:func:`weights_fingerprint`), device, dtype, the tokenised pairs and the method, unless a forward
+    hook is registered (:func:`has_hooks`: the weights then do not say what the model computes); ``True``
+    the same but refuses a hooked model; ``False`` neither reads nor writes. Every notebook evaluates the
+    unedited model again; the second time its scores are read back."""
+    if method not in SCORE_METHODS:
+        raise ValueError(f"score_continuations: method must be one of {SCORE_METHODS}, got {method!r}")
+    if cache not in ("auto", True, False):
+        raise ValueError(f"score_continuations: cache must be 'auto', True or False, got {cache!r}")
+    encoded = _encode_pairs(lm.tokenizer, pairs)
+    if not encoded:
+        return np.zeros(0), np.zeros(0, dtype=bool)
+    hooked = has_hooks(lm.model) if cache else False
+    if cache is True and hooked:
+        raise ValueError("score_continuations: cache=True on a model with forward hooks (scores would not follow "
+                         "its weights); use cache='auto' or False")
+    use_cache = bool(cache) and not hooked
+    if use_cache:
+        path, key = _scores_path(lm, encoded, method)
+        if path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as f:
+                    if str(f["key"]) == key and len(f["nll"]) == len(encoded):
+                        return f["nll"].astype(float), f["acc"].astype(bool)
+                import warnings
+
+                warnings.warn(f"score cache {path}: key or length mismatch; recomputing")
+            except Exception as e:  # noqa: BLE001 - reported, then recomputed
+                import warnings
+
+                warnings.warn(f"score cache {path} is unreadable ({type(e).__name__}: {e}); recomputing")
+    if method == "shared":
+        nll, acc = _score_shared(lm, encoded, batch_size, progress)
+    else:
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))
+        nll, acc = _score_separate(lm, encoded, order, batch_size, progress)
+    if use_cache:
+        from .io import atomic_path
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, nll=nll, acc=acc, key=np.array(key))
     return nll, acc
 
 
@@ -91,8 +327,13 @@ def evaluate_cases(
     progress: bool = True,
     kinds: Sequence[str] = KINDS,
     max_neighborhood: int | None = None,
+    method: str = "shared",
+    cache: bool | str = "auto",
 ) -> pd.DataFrame:
     """One row per (case, language, prompt type, prompt): NLLs, probabilities, success and accuracy.
+
+    ``method`` and ``cache``: see :func:`score_continuations` (scores of a model without hooks are kept
+    on disk, keyed by its weights and the prompts, so the unedited model is scored once for all notebooks).
 
     ``max_neighborhood`` keeps only the first that many neighbourhood prompts of each case and language
     (CounterFact has 10; they are most of the scoring time). ``None`` keeps them all."""
@@ -116,7 +357,7 @@ def evaluate_cases(
                     meta.append((c.case_id, lang, kind, k))
                     pairs.append((p_new, v.target_new))
                     pairs.append((p_true, true_target))
-    nll, acc = score_continuations(lm, pairs, batch_size, progress)
+    nll, acc = score_continuations(lm, pairs, batch_size, progress, method=method, cache=cache)
     df = pd.DataFrame(meta, columns=["case_id", "lang", "kind", "prompt_idx"])
     df["nll_new"], df["nll_true"] = nll[0::2], nll[1::2]
     df["acc_new"], df["acc_true"] = acc[0::2], acc[1::2]
@@ -139,10 +380,38 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]
     return float(x.mean()), float(z * x.std(ddof=1) / math.sqrt(len(x)))
 
 
+#: Per-case columns that are rates in [0, 1] (Wilson bounds); the others (magnitude) get the normal interval.
+RATE_COLUMNS = ("success", "accuracy")
+
+
+def rate_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Wilson bounds ``(lo, hi)`` of the mean of per-case rates in [0, 1] (``mean * n`` successes of ``n``
+    cases, see :func:`memat.power.wilson_interval`): inside [0, 1], never of zero width at 0 or 1."""
+    x = np.asarray(values, dtype=float)
+    return wilson_interval(float(x.sum()), len(x), level)
+
+
+def interval_bounds(values: Sequence[float], column: str, level: float = 0.95) -> tuple[float, float, float, float]:
+    """``(mean, ci, lo, hi)`` of per-case ``values`` of ``column``: ``ci`` the normal half-width, ``lo``/``hi``
+    the Wilson bounds for a rate column (:data:`RATE_COLUMNS`), ``mean -+ ci`` otherwise."""
+    m, ci = mean_ci(values, level)
+    lo, hi = rate_interval(values, level) if column in RATE_COLUMNS else (m - ci, m + ci)
+    return m, ci, lo, hi
+
+
+def _sorted_long(out: list[dict], by: Sequence[str]) -> pd.DataFrame:
+    order = {n: i for i, n in enumerate(sum((list(v) for v in METRIC_NAMES.values()), []))}
+    res = pd.DataFrame(out)
+    return res.sort_values(list(by) + ["metric"], key=lambda s: s.map(order) if s.name == "metric" else s).reset_index(drop=True)
+
+
 def summarize(df: pd.DataFrame, level: float = 0.95, scale: float = 100.0, by: Sequence[str] = ("lang",)) -> pd.DataFrame:
     """Metrics (ES, EM, EA, PS, ...) per group with intervals, in percent by default.
 
-    Returns a long table: group columns, ``metric``, ``mean``, ``ci`` (half-width), ``n`` (cases).
+    Returns a long table: group columns, ``metric``, ``mean``, ``ci`` (normal half-width), ``n`` (cases),
+    ``lo`` and ``hi`` (the interval's bounds at ``level``: Wilson for the success and accuracy rates ES/PS/NS
+    and EA/PA/NA, so never outside [0, 100] nor of zero width at 0 or 100; ``mean -+ ci`` for the
+    magnitudes EM/PM/NM). ``mean``, ``ci``, ``lo`` and ``hi`` are multiplied by ``scale``.
     """
     per_case = df.groupby(list(by) + ["kind", "case_id"])[["success", "magnitude", "accuracy"]].mean().reset_index()
     out = []
@@ -150,22 +419,26 @@ def summarize(df: pd.DataFrame, level: float = 0.95, scale: float = 100.0, by: S
         keys = keys if isinstance(keys, tuple) else (keys,)
         kind = keys[-1]
         for col, name in zip(("success", "magnitude", "accuracy"), METRIC_NAMES[kind]):
-            m, ci = mean_ci(g[col].astype(float), level)
-            out.append(dict(zip(by, keys[:-1]), metric=name, mean=m * scale, ci=ci * scale, n=len(g)))
-    order = {n: i for i, n in enumerate(sum((list(v) for v in METRIC_NAMES.values()), []))}
-    res = pd.DataFrame(out)
-    return res.sort_values(list(by) + ["metric"], key=lambda s: s.map(order) if s.name == "metric" else s).reset_index(drop=True)
+            m, ci, lo, hi = interval_bounds(g[col].astype(float), col, level)
+            out.append(dict(zip(by, keys[:-1]), metric=name, mean=m * scale, ci=ci * scale, n=len(g),
+                            lo=lo * scale, hi=hi * scale))
+    return _sorted_long(out, by)
 
 
 def paired_difference(
     df: pd.DataFrame, base: pd.DataFrame, level: float = 0.95, scale: float = 100.0, by: Sequence[str] = ("lang",),
+    alpha: float = 0.05, power: float = 0.8,
 ) -> pd.DataFrame:
     """Per-case difference ``df - base`` of every metric (the same cases and prompts scored twice, e.g.
     MEMAT against the MEMIT edit it corrects), averaged over cases with its interval at ``level``.
 
     Paired: each case's own per-type mean in ``base`` is subtracted from its mean in ``df`` before
     averaging, so the interval is that of the gain, narrower than comparing two unpaired intervals.
-    Returns the long table of :func:`summarize` (``metric``, ``mean``, ``ci``, ``n``) of the differences.
+    Returns the long table of :func:`summarize` (``metric``, ``mean``, ``ci``, ``n``, ``lo``, ``hi``; here
+    ``lo``/``hi`` are ``mean -+ ci`` for every metric) of the differences, plus ``mde``: the smallest true
+    difference a two-sided test at level ``alpha`` detects with probability ``power`` (defaults: 5%, 80%)
+    at this n, ``(z(1 - alpha/2) + z(power)) * sd(d) / sqrt(n)`` from the observed variance of the per-case
+    differences ``d`` (:func:`memat.power.detectable_difference`), on the same ``scale``.
     A case or prompt type present in one frame only is an error naming it."""
     keys = list(by) + ["kind", "case_id"]
     cols = ["success", "magnitude", "accuracy"]
@@ -180,10 +453,10 @@ def paired_difference(
         group = group if isinstance(group, tuple) else (group,)
         for col, name in zip(cols, METRIC_NAMES[group[-1]]):
             m, ci = mean_ci(g[col], level)
-            out.append(dict(zip(by, group[:-1]), metric=name, mean=m * scale, ci=ci * scale, n=len(g)))
-    order = {n: i for i, n in enumerate(sum((list(v) for v in METRIC_NAMES.values()), []))}
-    res = pd.DataFrame(out)
-    return res.sort_values(list(by) + ["metric"], key=lambda s: s.map(order) if s.name == "metric" else s).reset_index(drop=True)
+            mde = detectable_difference(paired_se(g[col]), alpha, power)
+            out.append(dict(zip(by, group[:-1]), metric=name, mean=m * scale, ci=ci * scale, n=len(g),
+                            lo=(m - ci) * scale, hi=(m + ci) * scale, mde=mde * scale))
+    return _sorted_long(out, by)
 
 
 @torch.no_grad()
