@@ -271,3 +271,72 @@ def test_wide_table_layout():
     assert list(t.index) == ["A", "B"] and list(t.columns) == [("ca", "ES"), ("en", "ES")]
     assert t.loc["A", ("ca", "ES")] == "50.0 ± 10.0" and t.loc["A", ("en", "ES")] == "40.0"
     assert t.loc["B", ("ca", "ES")] == "60.0 ± 1.3"
+
+
+def _per_case_rows(spec):
+    """Rows of evaluate_cases for one language: ``spec`` maps case -> {kind: [(success, magnitude, accuracy), ...]}
+    (one tuple per prompt)."""
+    import pandas as pd
+
+    rows = []
+    for cid, kinds in spec.items():
+        for kind, prompts in kinds.items():
+            for idx, (s, m, a) in enumerate(prompts):
+                rows.append(dict(case_id=cid, lang="en", kind=kind, prompt_idx=idx, success=s, magnitude=m, accuracy=a))
+    return pd.DataFrame(rows)
+
+
+def test_summarize_gives_wilson_bounds_for_rates_and_normal_ones_for_magnitudes():
+    from memat.power import wilson_interval
+
+    # 10 cases, every rewrite a success (ES 100%, the normal interval of zero width) and never reproduced
+    # exactly (EA 0%); two paraphrases per case, half of them successes in cases 0-3 (fractional rates)
+    spec = {c: {"rewrite": [(1, 0.1 * c, 0)], "paraphrase": [(int(c < 4), 0.05, 1), (0, -0.05, int(c < 7))]}
+            for c in range(10)}
+    t = summarize(_per_case_rows(spec)).set_index("metric")
+    assert {"mean", "ci", "n", "lo", "hi"} <= set(t.columns)
+    es = t.loc["ES"]
+    assert es["mean"] == 100.0 and es["ci"] == 0.0
+    assert es["lo"] == pytest.approx(72.2468, abs=1e-3) and es["hi"] == 100.0  # Wilson, 10 of 10
+    ea = t.loc["EA"]
+    assert ea["lo"] == 0.0 and ea["hi"] == pytest.approx(27.7532, abs=1e-3)  # Wilson, 0 of 10
+    ps = t.loc["PS"]  # per-case rates 0.5 (x4) and 0: mean 0.2, Wilson with 2 "successes" of 10
+    assert ps["mean"] == pytest.approx(20.0)
+    assert (ps["lo"], ps["hi"]) == tuple(pytest.approx(100 * b) for b in wilson_interval(2.0, 10))
+    pa = t.loc["PA"]  # per-case rates 1 (x7) and 0.5: 8.5 of 10
+    assert (pa["lo"], pa["hi"]) == tuple(pytest.approx(100 * b) for b in wilson_interval(8.5, 10))
+    for name in ("EM", "PM"):  # magnitudes: the normal interval, mean -+ ci
+        r = t.loc[name]
+        assert r["lo"] == pytest.approx(r["mean"] - r["ci"]) and r["hi"] == pytest.approx(r["mean"] + r["ci"])
+    assert t.loc["EM", "ci"] > 0
+    for name in ("ES", "EA", "PS", "PA"):
+        assert 0.0 <= t.loc[name, "lo"] < t.loc[name, "hi"] <= 100.0
+    # scale and level apply to the bounds like to the mean
+    t1 = summarize(_per_case_rows(spec), scale=1.0, level=0.68).set_index("metric")
+    assert t1.loc["ES", "lo"] == pytest.approx(wilson_interval(10, 10, level=0.68)[0])
+
+
+def test_paired_difference_detectable_difference_by_hand():
+    import pandas as pd
+
+    from memat.evaluate import paired_difference
+
+    base = _per_case_rows({c: {"rewrite": [(0, 0.1, 0), (0, 0.3, 0)]} for c in range(3)})
+    gains = [0.2, 0.1, 0.1]  # per-case magnitude gains (means over the two prompts)
+    new = base.copy()
+    new["magnitude"] = new["magnitude"] + [g for g in gains for _ in range(2)]
+    new["success"] = [1, 1, 1, 0, 0, 0]  # per case: 1, 0.5, 0
+    d = paired_difference(new, base).set_index("metric")
+    sd = np.std(gains, ddof=1)
+    assert d.loc["EM", "mde"] == pytest.approx(100 * (1.959964 + 0.841621) * sd / math.sqrt(3), rel=1e-5)  # 9.339
+    assert d.loc["EM", "lo"] == pytest.approx(d.loc["EM", "mean"] - d.loc["EM", "ci"])
+    assert d.loc["EM", "hi"] == pytest.approx(d.loc["EM", "mean"] + d.loc["EM", "ci"])
+    assert d.loc["ES", "mde"] == pytest.approx(100 * 2.801585 * np.std([1, 0.5, 0], ddof=1) / math.sqrt(3), rel=1e-5)
+    # the detectable difference is 2.80 / 1.96 of the 95% half-width, whatever the interval's level
+    assert d.loc["EM", "mde"] == pytest.approx(d.loc["EM", "ci"] * 2.801585 / 1.959964, rel=1e-5)
+    d68 = paired_difference(new, base, level=0.68).set_index("metric")
+    assert d68.loc["EM", "mde"] == pytest.approx(d.loc["EM", "mde"]) and d68.loc["EM", "ci"] < d.loc["EM", "ci"]
+    d90 = paired_difference(new, base, power=0.9, scale=1.0).set_index("metric")
+    assert d90.loc["EM", "mde"] == pytest.approx((1.959964 + 1.281552) * sd / math.sqrt(3), rel=1e-5)
+    assert math.isnan(paired_difference(new[new.case_id == 0], base[base.case_id == 0]).set_index("metric").loc["EM", "mde"])
+    assert isinstance(d, pd.DataFrame) and {"mean", "ci", "n", "lo", "hi", "mde"} <= set(d.columns)

@@ -5,6 +5,7 @@ import json
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
@@ -64,6 +65,22 @@ def test_crosslingual_bars_draw_the_table():
     heights = sorted(round(p.get_height(), 6) for p in ax.patches if p.get_height() > 0)
     want = sorted(table[(table.group == "J=1") & (table.lang == "en")]["mean"].round(6))
     assert heights == want
+
+
+def test_crosslingual_bars_draw_lo_hi_when_given():
+    """Asymmetric error bars from the Wilson bounds: a bar at 100% still has a lower whisker; rows without
+    bounds fall back to mean +- ci."""
+    from matplotlib.collections import LineCollection
+
+    rows = [dict(group="all", lang=l, model=m, metric=k, mean=100.0 if k == "ES" else 50.0, ci=0.0 if k == "ES" else 4.0,
+                 lo=72.25 if k == "ES" else (float("nan") if k == "NS" else 40.0), hi=100.0 if k == "ES" else (float("nan") if k == "NS" else 58.0), n=10)
+            for l in ("ca", "en") for m in ("unedited", "MEMIT") for k in ("ES", "PS", "NS")]
+    fig = plots.crosslingual_bars(pd.DataFrame(rows), "ca", "en")
+    ax = fig.axes[0]
+    spans = sorted({(round(min(seg[:, 1]), 6), round(max(seg[:, 1]), 6))
+                    for c in ax.collections if isinstance(c, LineCollection) for seg in c.get_segments()})
+    assert spans == [(40.0, 58.0), (46.0, 54.0), (72.25, 100.0)]  # PS: lo/hi; NS: mean +- ci; ES: Wilson
+    plt.close(fig)
 
 
 def test_atomic_files_get_plain_permissions(tmp_path):

@@ -63,6 +63,24 @@ def test_scaling_plot():
         scaling_plot(df, metrics=("XX",))
 
 
+def test_scaling_bands_follow_lo_hi_when_given():
+    """Bands from the table's lo/hi (asymmetric, as Wilson bounds are) instead of mean +- ci; rows whose
+    bounds are missing fall back to mean +- ci."""
+    df = _scaling_df()
+    df["lo"], df["hi"] = np.maximum(df["mean"] - 2 * df.ci, 0.0), np.minimum(df["mean"] + df.ci / 2, 100.0)
+    df.loc[df.metric == "PS", ["lo", "hi"]] = np.nan
+    fig = scaling_plot(df)
+    axes = [a for a in fig.axes if a.get_visible()]
+    for ax, metric, lo_col, hi_col in ((axes[0], "ES", "lo", "hi"), (axes[1], "PS", None, None)):
+        band = _bands(ax)[3]  # MEMAT (ca)
+        ys = band.get_paths()[0].vertices[:, 1]
+        sub = df[(df.method == "MEMAT") & (df.lang == "ca") & (df.metric == metric)]
+        lo = sub[lo_col] if lo_col else sub["mean"] - sub.ci
+        hi = sub[hi_col] if hi_col else sub["mean"] + sub.ci
+        assert ys.min() == pytest.approx(lo.min()) and ys.max() == pytest.approx(hi.max())
+    plt.close(fig)
+
+
 def _iti_df():
     rows = []
     for a in (0.0, 5.0, 15.0):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from memat import published as pub
 from memat import report
-from memat.report import FAILS, HOLDS, NOT_RUN, PARTLY, SECTIONS
+from memat.report import CANNOT_TELL, FAILS, HOLDS, NOT_RUN, PARTLY, SECTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -48,7 +49,7 @@ def _check_sourced(text: str, results: dict) -> None:
 METRICS9 = ("ES", "PS", "NS", "EM", "PM", "NM", "EA", "PA", "NA")
 
 
-def fig1_results(es_j1: float = 66.7, es_j05: float = 41.7) -> dict:
+def fig1_results(es_j1: float = 66.7, es_j05: float = 41.7, ci: float = 5.25) -> dict:
     rows = []
     for model, shift in (("unedited", -30.0), ("MEMIT", 0.0)):
         for group, base in (("all", (es_j1 + es_j05) / 2), ("J=1", es_j1), ("J<=0.5", es_j05)):
@@ -56,7 +57,7 @@ def fig1_results(es_j1: float = 66.7, es_j05: float = 41.7) -> dict:
             for lang in ("ca", "en"):
                 for m in METRICS9:
                     v = 100.0 if (lang == "ca" and m == "ES" and model == "MEMIT") else base + shift
-                    rows.append({"model": model, "lang": lang, "metric": m, "mean": v, "ci": 5.25, "n": n, "group": group})
+                    rows.append({"model": model, "lang": lang, "metric": m, "mean": v, "ci": ci, "n": n, "group": group})
     return {"parameters": {"MODEL": "tiny", "DATASET": "toy", "L1": "ca", "L2": "en", "N_EDITS": 24, "SEED": 0},
             "model": {"name": "tiny", "model_type": "llama", "device": "cpu", "dtype": "torch.float32"},
             "metrics": rows, "heldout_nll": {"unedited": {"ca": 4.5, "en": 3.75}, "MEMIT": {"ca": 4.625, "en": 3.875}},
@@ -72,7 +73,7 @@ def heads_results(peak: float = 0.8) -> dict:
     return {"parameters": {"MODEL": "tiny", "N_EDITS": 24, "K": 16}, "table": rows}
 
 
-def memat_results(delta: float = 12.0) -> dict:
+def memat_results(delta: float = 12.0, gain_ci: float = 3.5) -> dict:
     rows = []
     settings = ("CC", "CE", "EC", "EE", "CC*", "CE*")
     for s in settings:
@@ -91,7 +92,7 @@ def memat_results(delta: float = 12.0) -> dict:
     table3 = [{"method": meth, "lang": lang, "metric": m, "mean": 60.0 + j, "ci": 3.0, "n": 50}
               for j, meth in enumerate(("MEMIT joint", "MEMIT sum", "MEMAT joint")) for lang in ("ca", "en")
               for m in ("ES", "PS", "NS")]
-    gains = [{"setting": s, "lang": lang, "metric": m, "mean": delta + 0.25, "ci": 3.5, "n": 24}
+    gains = [{"setting": s, "lang": lang, "metric": m, "mean": delta + 0.25, "ci": gain_ci, "n": 24}
              for s in settings for lang in ("ca", "en") for m in ("EM", "PM", "NS")]
     magnitude_gain = {"criterion": "paired interval above 0", "statement": "MEMAT adds magnitude",
                       "significant_gains": [{"setting": "CE", "lang": "en", "metric": "EM", "mean": delta + 0.25, "ci": 3.5}],
@@ -193,7 +194,19 @@ def test_committed_claims_read_the_numbers(committed):
     m = results["02_crosslingual_memit"]["metrics"]
     hi = report.value(m, model="MEMIT", lang="en", metric="ES", group="J=1")
     lo = report.value(m, model="MEMIT", lang="en", metric="ES", group="J<=0.5")
-    assert v[_claim("fig1", 2)] in (HOLDS, PARTLY) if hi > lo else v[_claim("fig1", 2)] in (FAILS, PARTLY)
+    # both J=1 - J<=0.5 differences (ES, PS in en) straddle 0 with a detectable difference above 10 points?
+    effect = pub.published("magnitude_gain").value
+    blind = []
+    for metric in ("ES", "PS"):
+        a = report.one(m, model="MEMIT", lang="en", metric=metric, group="J=1")
+        b = report.one(m, model="MEMIT", lang="en", metric=metric, group="J<=0.5")
+        se = math.hypot(a["ci"] / 1.959964, b["ci"] / 1.959964)
+        d = a["mean"] - b["mean"]
+        blind.append(d - 1.959964 * se <= 0 <= d + 1.959964 * se and 2.801585 * se > effect)
+    if all(blind):
+        assert v[_claim("fig1", 2)] == CANNOT_TELL
+    else:
+        assert v[_claim("fig1", 2)] in (HOLDS, PARTLY) if hi > lo else v[_claim("fig1", 2)] in (FAILS, PARTLY)
     assert f"higher for J=1 subjects ({report.fmt(hi)}, n=12) than for J<=0.5 ({report.fmt(lo)}, n=12)" in text
 
 
@@ -353,3 +366,77 @@ def test_a_results_file_of_another_schema_is_reported_not_fatal(tmp_path):
     chunk = report.split_sections(text)[next(s.title for s in SECTIONS if s.key == "scaling")]
     assert "Could not build this section's tables from `results/05_scaling.json`: KeyError" in chunk
     assert "## Fig. 10" in text  # the next sections are still there
+
+
+# --------------------------------------------------------------------------- what the intervals can detect
+def test_report_shows_the_detectable_differences(tmp_path):
+    data = synthetic()
+    text = report.build_report(data, figures_dir=tmp_path, out_dir=tmp_path)
+    _check_sourced(text, data)  # the derived numbers are allowed, as computed from the results
+    chunk = report.split_sections(text)[next(s.title for s in SECTIONS if s.key == "memat")]
+    # paired cells 12.2 +- 3.5 (no mde recorded): detectable 3.5 / 1.96 * 2.80 = 5.0, none "cannot tell"
+    assert "| CE* | en | 5.0 | 5.0 | 5.0 | 24 |" in chunk and not any("†" in r for r in report.table_rows(chunk))
+    # Fig. 1: J=1 - J<=0.5 = 25.0 with se = sqrt(2) * 5.25 / 1.96 = 3.788: [17.6, 32.4], detectable 10.6
+    fig1 = report.split_sections(text)[next(s.title for s in SECTIONS if s.key == "fig1")]
+    assert "| MEMIT | en | ES | 66.7 | 41.7 | 25.0 | [17.6, 32.4] | 10.6 | 12 / 12 | differs |" in fig1
+    # 100 against 100 with the same se: [-7.4, 7.4], and 10.6 > 10 points: this n cannot tell
+    assert f"| MEMIT | ca | ES | 100.0 | 100.0 | 0.0 | [-7.4, 7.4] | 10.6 | 12 / 12 | {CANNOT_TELL} |" in fig1
+    # a recorded mde is shown as it is; a cell straddling 0 with mde above 10 points is marked
+    data["04_memat"]["gains"][0].update(mean=1.0, mde=33.3)  # CC ca EM: 1.0 +- 3.5
+    text = report.build_report(data, figures_dir=tmp_path, out_dir=tmp_path)
+    assert "| CC | ca | 5.0 | 33.3† | 5.0 | 24 |" in text  # columns NS, EM, PM
+    _check_sourced(text, data)
+    # the checker still catches a detectable difference nobody computed
+    payloads = [data["04_memat"]]
+    forged = text.replace("| CC | ca | 5.0 | 33.3† |", "| CC | ca | 5.0 | 31.7† |")
+    bad = report.unsourced_table_numbers(report.split_sections(forged)["Tables 1 and 2 — MEMAT against MEMIT and PMET"],
+                                         payloads)
+    assert [n for n, _ in bad] == ["31.7"]
+
+
+def test_derived_numbers_are_the_documented_formulas():
+    row = {"setting": "CC", "lang": "ca", "metric": "EM", "mean": -20.8, "ci": 16.6, "n": 24}
+    lo, hi, mde = report.derived_numbers({"gains": [row]})
+    assert (lo, hi) == (pytest.approx(-37.4), pytest.approx(-4.2))
+    assert mde == pytest.approx(16.6 / 1.959964 * 2.801585)
+    assert list(report.derived_numbers({"gains": [dict(row, mde=7.5)]}))[2] == 7.5
+    assert list(report.derived_numbers([1, 2])) == []
+
+
+@pytest.mark.parametrize("claim_of", [("fig1", 2)] + [("memat", i) for i in range(4)])
+def test_cannot_tell_at_this_n(tmp_path, claim_of):
+    claim = _claim(*claim_of)
+    kw = {"figures_dir": tmp_path, "out_dir": tmp_path}
+    # intervals that straddle 0 with a detectable difference above the 10-point headline: cannot tell
+    blind = synthetic(fig1=(50.0, 45.0, 30.0), memat=(0.0, 20.0))
+    v = _verdicts(report.build_report(blind, **kw))[claim]
+    assert v == CANNOT_TELL
+    # straddling 0 but able to detect 10 points (detectable 5.0 / 4.0): the verdict stands
+    powered = synthetic(fig1=(50.0, 49.0, 2.0), memat=(-0.5, 3.5))
+    v = _verdicts(report.build_report(powered, **kw))[claim]
+    assert v == (HOLDS if claim_of[0] == "fig1" else FAILS)  # J=1 above J<=0.5; MEMAT below MEMIT
+    # significant: the verdict stands (as in test_claims_flip_with_the_numbers)
+    sig = synthetic(fig1=(66.7, 41.7, 5.25), memat=(12.0, 3.5))
+    assert _verdicts(report.build_report(sig, **kw))[claim] == HOLDS
+    # results without paired rows (gains) keep the old verdicts for Tables 1-2
+    if claim_of[0] == "memat":
+        del blind["04_memat"]["gains"]
+        assert _verdicts(report.build_report(blind, **kw))[claim] == FAILS
+
+
+def test_cannot_tell_states_what_it_compared_against(tmp_path):
+    text = report.build_report(synthetic(fig1=(50.0, 45.0, 30.0)), figures_dir=tmp_path, out_dir=tmp_path)
+    line = next(l for l in text.splitlines() if l.startswith("- *Claim:* transfer to L2 is weaker"))
+    assert f"**{CANNOT_TELL}**" in line
+    # difference 5.0, se = sqrt(2) * 30 / 1.96 = 21.65: interval [-37.4, 47.4], detectable 60.6
+    assert "difference 5.0, 95% interval [-37.4, 47.4], detectable difference 60.6" in line
+    assert "above 10 points, compared against the abstract's 10-point magnitude gain" in line
+    assert "by direction alone the verdict would be 'holds'" in line
+    fig1 = report.split_sections(text)[next(s.title for s in SECTIONS if s.key == "fig1")]
+    assert f"| MEMIT | en | ES | 50.0 | 45.0 | 5.0 | [-37.4, 47.4] | 60.6 | 12 / 12 | {CANNOT_TELL} |" in fig1
+
+
+def test_groups_without_variance_are_not_read_as_powered(tmp_path):
+    text = report.build_report(synthetic(fig1=(66.7, 41.7, 0.0)), figures_dir=tmp_path, out_dir=tmp_path)
+    fig1 = report.split_sections(text)[next(s.title for s in SECTIONS if s.key == "fig1")]
+    assert "| MEMIT | ca | ES | 100.0 | 100.0 | 0.0 | [0.0, 0.0] | 0.0 | 12 / 12 | no variance |" in fig1

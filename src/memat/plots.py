@@ -2,16 +2,40 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
-__all__ = ["crosslingual_bars", "jaccard_histograms", "probe_map_grid", "method_bars", "k_sweep"]
+__all__ = ["crosslingual_bars", "jaccard_histograms", "probe_map_grid", "method_bars", "k_sweep", "plot_bounds"]
+
+
+def plot_bounds(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(lo, hi)`` bounds to draw for each row of a metrics table: its ``lo``/``hi`` columns where
+    present and finite (Wilson bounds of :func:`memat.evaluate.summarize` for rates), else ``mean -+ ci``
+    (``ci`` nan counts as 0: no bar). Tables written before ``lo``/``hi`` existed draw as they did."""
+    mean = rows["mean"].to_numpy(dtype=float)
+    ci = np.nan_to_num(rows["ci"].to_numpy(dtype=float), nan=0.0) if "ci" in rows else np.zeros_like(mean)
+    lo, hi = mean - ci, mean + ci
+    for name, fallback in (("lo", lo), ("hi", hi)):
+        if name in rows:
+            given = rows[name].to_numpy(dtype=float)
+            fallback[np.isfinite(given)] = given[np.isfinite(given)]
+    return lo, hi
+
+
+def error_extent(rows: pd.DataFrame) -> np.ndarray:
+    """``yerr``/``xerr`` for matplotlib: a 2 x n array of the distances from ``mean`` down to ``lo`` and up
+    to ``hi`` (:func:`plot_bounds`; asymmetric for Wilson bounds, never negative)."""
+    mean = rows["mean"].to_numpy(dtype=float)
+    lo, hi = plot_bounds(rows)
+    return np.nan_to_num(np.clip(np.vstack([mean - lo, hi - mean]), 0, None), nan=0.0)
 
 
 def crosslingual_bars(table: pd.DataFrame, l1: str, l2: str, metrics=("ES", "PS", "NS"), title: str | None = None):
     """Fig. 1: success metrics before/after an L1 edit, in L1 and L2, per subject-Jaccard group.
 
-    ``table`` has columns group, lang, model ("unedited"/"MEMIT"), metric, mean, ci.
+    ``table`` has columns group, lang, model ("unedited"/"MEMIT"), metric, mean, ci, and optionally lo/hi
+    (the interval's bounds, e.g. Wilson: the bars then are asymmetric and stay within [0, 100]).
     """
     sns.set_theme(style="whitegrid", context="paper")
     t = table[table.metric.isin(metrics)]
@@ -25,12 +49,12 @@ def crosslingual_bars(table: pd.DataFrame, l1: str, l2: str, metrics=("ES", "PS"
             hue_order = list(dict.fromkeys(sub.model))
             sns.barplot(data=sub, x="metric", y="mean", hue="model", order=order, hue_order=hue_order, ax=ax,
                         palette="colorblind", errorbar=None)
-            # error bars: the 95% intervals over cases
+            # error bars: the 95% intervals over cases (lo..hi when given, else mean +- ci)
             bars = list(ax.containers)[: len(hue_order)]  # errorbar() below adds containers of its own
             for m, cont in zip(hue_order, bars):
                 vals = sub[sub.model == m].set_index("metric").reindex(order)
                 xs = [bar.get_x() + bar.get_width() / 2 for bar in cont]
-                ax.errorbar(xs, vals["mean"], yerr=vals["ci"], fmt="none", ecolor="black", capsize=2, lw=0.8)
+                ax.errorbar(xs, vals["mean"], yerr=error_extent(vals), fmt="none", ecolor="black", capsize=2, lw=0.8)
             n = int(sub.n.max()) if len(sub) else 0
             ax.set_title(f"evaluated in {lang} · {g} (n={n})", fontsize=9)
             ax.set_xlabel("")
@@ -126,7 +150,8 @@ def _row_label(r) -> str:
 
 def method_bars(metrics: pd.DataFrame, names, langs, title: str | None = None):
     """Tables 1-2 as bars: one panel per (language, metric), one bar per row (method, setting, case
-    set) with its 95% interval. ``metrics`` holds long rows: method, setting, cases, lang, metric, mean, ci."""
+    set) with its 95% interval. ``metrics`` holds long rows: method, setting, cases, lang, metric, mean, ci
+    (and optionally lo/hi, drawn instead of mean +- ci where given)."""
     sns.set_theme(style="whitegrid", context="paper")
     t = metrics[metrics.metric.isin(list(names)) & metrics.lang.isin(list(langs))].copy()
     t["row"] = [_row_label(r) for r in t.to_dict("records")]
@@ -138,7 +163,7 @@ def method_bars(metrics: pd.DataFrame, names, langs, title: str | None = None):
         for j, name in enumerate(names):
             ax = axes[i][j]
             sub = t[(t.lang == lang) & (t.metric == name)].set_index("row").reindex(rows)
-            ax.barh(range(len(rows)), sub["mean"], xerr=sub["ci"].fillna(0), color=[colors[r] for r in rows],
+            ax.barh(range(len(rows)), sub["mean"], xerr=error_extent(sub), color=[colors[r] for r in rows],
                     error_kw={"lw": 0.7, "capsize": 1.5})
             ax.axvline(0, color="black", lw=0.6)
             ax.set_yticks(range(len(rows)), rows, fontsize=7)
@@ -155,7 +180,7 @@ def method_bars(metrics: pd.DataFrame, names, langs, title: str | None = None):
 def k_sweep(sweep: pd.DataFrame, baseline: pd.DataFrame | None, langs, names=("ES", "PS", "EM", "PM"), title: str | None = None):
     """Fig. 9: MEMAT metrics against the number of corrected heads ``k`` (lines with 95% bands), one panel
     per metric, one line per language; ``baseline`` (long rows of the uncorrected MEMIT edit) as dashed
-    horizontal lines."""
+    horizontal lines. Bands span lo..hi where the table has them, else mean +- ci."""
     sns.set_theme(style="whitegrid", context="paper")
     fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 2.6), squeeze=False)
     pal = dict(zip(langs, sns.color_palette("colorblind", len(langs))))
@@ -163,7 +188,8 @@ def k_sweep(sweep: pd.DataFrame, baseline: pd.DataFrame | None, langs, names=("E
         for lang in langs:
             sub = sweep[(sweep.metric == name) & (sweep.lang == lang)].sort_values("k")
             ax.plot(sub["k"], sub["mean"], marker="o", color=pal[lang], label=f"MEMAT ({lang})")
-            ax.fill_between(sub["k"], sub["mean"] - sub["ci"], sub["mean"] + sub["ci"], color=pal[lang], alpha=0.15)
+            lo, hi = plot_bounds(sub)
+            ax.fill_between(sub["k"], lo, hi, color=pal[lang], alpha=0.15)
             if baseline is not None:
                 b = baseline[(baseline.metric == name) & (baseline.lang == lang)]
                 if len(b):

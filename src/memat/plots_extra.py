@@ -1,6 +1,8 @@
 """Figures of the scaling, ITI and learning-rate experiments (MEMAT paper Figs. 4, 10, 5 and 6), drawn from
 long tables of metrics (one row per setting, language and metric, with ``mean`` and ``ci`` half-widths as
-:func:`memat.evaluate.summarize` and :func:`memat.lrsearch.summarize_grid` return them)."""
+:func:`memat.evaluate.summarize` and :func:`memat.lrsearch.summarize_grid` return them). Bands span the
+interval's ``lo``..``hi`` columns where the table has them (Wilson bounds for rates, inside [0, 100]), else
+``mean +- ci``."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -9,6 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+
+from .plots import plot_bounds
 
 __all__ = ["iti_heatmap", "lr_plot", "resources_plot", "scaling_plot"]
 
@@ -36,11 +40,12 @@ def _log_x(ax, values, max_ticks: int = 8) -> None:
         ax.set_xticklabels([f"{x:g}" for x in xs])
 
 
-def _line_with_band(ax, x, mean, ci, label, color, linestyle="-", marker="o"):
-    x, mean = np.asarray(x, float), np.asarray(mean, float)
-    ci = np.nan_to_num(np.asarray(ci, float), nan=0.0)
+def _line_with_band(ax, x, rows: pd.DataFrame, label, color, linestyle="-", marker="o"):
+    """The line of ``rows["mean"]`` against ``x`` and its band (:func:`memat.plots.plot_bounds`)."""
+    x, mean = np.asarray(x, float), rows["mean"].to_numpy(dtype=float)
+    lo, hi = plot_bounds(rows)
     ax.plot(x, mean, linestyle=linestyle, marker=marker, markersize=3.5, color=color, label=label, lw=1.3)
-    ax.fill_between(x, mean - ci, mean + ci, color=color, alpha=0.18, lw=0)
+    ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
 
 
 def scaling_plot(
@@ -52,10 +57,11 @@ def scaling_plot(
 ):
     """Fig. 4: each metric against the number of edits (log x), one panel per metric (success metrics in the
     first row, magnitudes in the second), one colour per method (MEMIT, MEMAT, ...), one line style per
-    language, bands of +-``ci`` (the notebook passes 68% intervals).
+    language, bands of the interval (the notebook passes 68% intervals): ``lo``..``hi`` where the table
+    has them (:func:`memat.evaluate.summarize`'s Wilson bounds for rates), else +-``ci``.
 
-    ``metrics_df`` columns: ``n_edits, method, lang, metric, mean, ci``. Metrics absent from the table are
-    skipped. Returns the figure.
+    ``metrics_df`` columns: ``n_edits, method, lang, metric, mean, ci`` (optionally ``lo, hi``). Metrics
+    absent from the table are skipped. Returns the figure.
     """
     _need(metrics_df, ["n_edits", "method", "lang", "metric", "mean", "ci"], "scaling_plot")
     df = metrics_df[metrics_df.metric.isin(metrics)]
@@ -75,7 +81,7 @@ def scaling_plot(
                 sub = df[(df.metric == metric) & (df.method == method) & (df.lang == lang)].sort_values("n_edits")
                 if sub.empty:
                     continue
-                _line_with_band(ax, sub.n_edits, sub["mean"], sub.ci, f"{method} ({lang})", colors[method],
+                _line_with_band(ax, sub.n_edits, sub, f"{method} ({lang})", colors[method],
                                 _LINESTYLES[li % len(_LINESTYLES)], _MARKERS[mi % len(_MARKERS)])
         _log_x(ax, df.n_edits)
         ax.set_xlabel("number of edits")
@@ -85,7 +91,7 @@ def scaling_plot(
         ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=7, frameon=False)
-    fig.suptitle(title or "Scaling the number of edits (bands: +-ci)", fontsize=10)
+    fig.suptitle(title or "Scaling the number of edits (bands: intervals)", fontsize=10)
     fig.tight_layout(rect=(0, 0.06 + 0.02 * ((len(labels) - 1) // 4), 1, 1))
     return fig
 
@@ -148,7 +154,7 @@ def lr_plot(
     title: str | None = None,
 ):
     """Figs. 5 / 6: ES, PS, NS and their harmonic mean HM against the learning rate (log x), one panel per
-    language, bands of +-``ci``.
+    language, bands of +-``ci`` (or ``lo``..``hi`` where the table has them).
 
     ``metrics_df``: :func:`memat.lrsearch.summarize_grid`'s columns ``lr, lang, metric, mean, ci``; with a
     ``method`` column, only the rows of ``method`` are drawn (required then). Returns the figure.
@@ -173,7 +179,7 @@ def lr_plot(
             sub = df[(df.lang == lang) & (df.metric == metric)].sort_values("lr")
             if sub.empty:
                 continue
-            _line_with_band(ax, sub.lr, sub["mean"], sub.ci, metric, colors[metric],
+            _line_with_band(ax, sub.lr, sub, metric, colors[metric],
                             "--" if metric == "HM" else "-", _MARKERS[i % len(_MARKERS)])
         _log_x(ax, df.lr)
         ax.set_xlabel("learning rate")

@@ -4,11 +4,22 @@ For every figure and table of the paper, one :class:`Section`: our figure (linke
 built by code from the results files (never typed by hand), the paper's numbers beside ours where they are
 transcribed (:mod:`memat.published`), the setting (model, data, sizes, seeds) read from the results file,
 and which of the paper's claims hold on our model. Every claim is a fixed sentence plus a judge that
-reads the numbers and returns *holds*, *partly holds*, *does not hold* or *not measured*, with the numbers
-that decided it. A section whose results file is missing says "not run yet: run `make reproduce`".
+reads the numbers and returns *holds*, *partly holds*, *does not hold*, *cannot tell at this n* or *not
+measured*, with the numbers that decided it. A section whose results file is missing says "not run yet: run
+`make reproduce`".
+
+Intervals that say what they can detect (:mod:`memat.power`): every paired MEMAT − MEMIT cell (Tables 1-2)
+and every J=1 against J<=0.5 comparison (Fig. 1) is shown with its 95% interval and the smallest difference
+its test detects at the n used (80% power, two-sided 5% level, from the observed variance: the results'
+``mde`` when recorded, else ``ci / 1.96``; for the two independent Jaccard groups ``sqrt(se1^2 + se2^2)``).
+A claim judged on such comparisons is *cannot tell at this n* when every one of them has an interval that
+contains 0 and a detectable difference above the paper's reported effect (:data:`REFERENCE_EFFECT`, stated
+in the verdict); otherwise its verdict stands, with the count of comparisons that cannot tell.
 
 Adding a section is one entry in :data:`SECTIONS`. Every number goes through :func:`fmt`, so the test can
-check that each number in a table comes from a results file (:func:`unsourced_table_numbers`).
+check that each number in a table comes from a results file (:func:`unsourced_table_numbers`), or is
+computed from one by the documented formulas of :func:`derived_numbers` (intervals and detectable
+differences).
 
 ``memat report`` (or ``python -m memat.report``, ``make report``) writes ``paper.md`` atomically; the
 same inputs give the same bytes (no dates, sorted rows, stable formatting).
@@ -26,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .io import atomic_write_text
+from .power import CANNOT_TELL, Comparison, paired_comparison, two_group_comparison
 from .published import NOT_TRANSCRIBED, PUBLISHED, Published, published
 
 __all__ = [
@@ -42,6 +54,8 @@ __all__ = [
     "numbers_in",
     "allowed_numbers",
     "unsourced_table_numbers",
+    "derived_numbers",
+    "CANNOT_TELL",
     "split_sections",
     "UNSHOWN_KEYS",
     "main",
@@ -141,9 +155,9 @@ def _leaves(x: Any, skip: frozenset = frozenset()) -> Iterator[Any]:
 def allowed_numbers(payloads: Iterable[Any], published_numbers: Sequence[Published] = PUBLISHED,
                     skip: frozenset = UNSHOWN_KEYS) -> set[str]:
     """Every string a table may show as a number: each numeric leaf of ``payloads`` (outside the
-    ``skip`` keys) written by :func:`fmt` in every kind, the numbers inside their string leaves and keys
-    (labels such as ``J<=0.5`` or ``MEMAT-16``), and the published numbers with the numbers of their
-    wording."""
+    ``skip`` keys) and each number :func:`derived_numbers` computes from them, written by :func:`fmt` in
+    every kind, the numbers inside their string leaves and keys (labels such as ``J<=0.5`` or
+    ``MEMAT-16``), and the published numbers with the numbers of their wording."""
     allowed: set[str] = set()
 
     def add_number(v: float | int) -> None:
@@ -158,6 +172,8 @@ def allowed_numbers(payloads: Iterable[Any], published_numbers: Sequence[Publish
                 add_number(leaf)
             elif isinstance(leaf, str):
                 allowed.update(numbers_in(leaf))
+        for v in derived_numbers(payload):
+            add_number(v)
     for p in published_numbers:
         add_number(p.value)
         for s in (p.text, p.where, p.key, p.source):
@@ -190,11 +206,13 @@ def split_sections(markdown: str) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- claims and sections
 HOLDS, PARTLY, FAILS, UNMEASURED = "holds", "partly holds", "does not hold", "not measured"
+# CANNOT_TELL ("cannot tell at this n", from memat.power): the intervals contain 0 and the test could not have
+# detected the paper's effect at the n used
 
 
 @dataclass(frozen=True)
 class Verdict:
-    status: str  # HOLDS, PARTLY, FAILS or UNMEASURED
+    status: str  # HOLDS, PARTLY, FAILS, CANNOT_TELL or UNMEASURED
     detail: str  # the numbers that decided it, in a sentence
 
 
@@ -288,9 +306,11 @@ def value(rows: Iterable[Mapping], **kw: Any) -> float:
 
 
 def long_table(rows: Sequence[Mapping], keys: Sequence[tuple[str, str, str | None]],
-               metrics: Sequence[str] = METRICS, n: bool = True) -> list[str]:
+               metrics: Sequence[str] = METRICS, n: bool = True,
+               cell: Callable[[Mapping], str] | None = None) -> list[str]:
     """Rows of long-format metrics ({..., metric, mean, ci, n}) as a table: one row per value of the
-    ``keys`` (field, header, fmt kind or None for a label), one column per metric, cells "mean ± ci"."""
+    ``keys`` (field, header, fmt kind or None for a label), one column per metric, cells "mean ± ci"
+    (or ``cell(row)``)."""
     present = [m for m in metrics if any(r.get("metric") == m for r in rows)]
     groups: dict[tuple, list[Mapping]] = {}
     for r in rows:
@@ -301,7 +321,8 @@ def long_table(rows: Sequence[Mapping], keys: Sequence[tuple[str, str, str | Non
         cells = [fmt(v, kind) if kind and isinstance(v, (int, float)) else ("—" if v is None else str(v))
                  for (_, _, kind), v in zip(keys, g)]
         by_metric = {r["metric"]: r for r in groups[g]}
-        cells += [pm(by_metric[m]["mean"], by_metric[m].get("ci")) if m in by_metric else "—" for m in present]
+        show = cell or (lambda r: pm(r["mean"], r.get("ci")))
+        cells += [show(by_metric[m]) if m in by_metric else "—" for m in present]
         if n:
             ns = sorted({r["n"] for r in groups[g] if r.get("n") is not None})
             cells.append(" / ".join(fmt(x, "count") for x in ns) or "—")
@@ -346,6 +367,112 @@ def _published_lines(section: Section) -> list[str]:
     if note:
         lines.append(f"- Not transcribed from the paper: {note} (see `src/memat/published.py`).")
     return lines + [""] if lines else []
+
+
+# --------------------------------------------------------------------------- what the intervals can detect
+#: The level of the intervals of Fig. 1 and Tables 1-2 (the results files do not record it; the notebooks use 95%).
+LEVEL = 0.95
+#: The detectable difference: the smallest true difference a two-sided test at level ALPHA detects with POWER.
+ALPHA, POWER = 0.05, 0.8
+#: The published number used as "the paper's reported effect": the abstract's 10% magnitude gain, read as
+#: points (the one effect size the paper states; claims without their own are compared against it).
+REFERENCE_EFFECT = "magnitude_gain"
+#: Fig. 1's bars: the metrics whose J=1 against J<=0.5 comparison is shown.
+JACCARD_METRICS = ("ES", "PS", "NS")
+
+
+def reference_effect() -> tuple[float, str]:
+    """(effect in points, how a verdict names it) of :data:`REFERENCE_EFFECT`."""
+    p = published(REFERENCE_EFFECT)
+    return float(p.value), f"the abstract's {fmt(p.value, 'count')}-point magnitude gain"
+
+
+def _num(x: Any) -> float:
+    """A results number as a float (a missing one, JSON null, as nan)."""
+    return float("nan") if x is None else float(x)
+
+
+def gain_comparison(row: Mapping) -> Comparison:
+    """A paired row ``{mean, ci[, mde]}`` (MEMAT − MEMIT per case) as an interval at :data:`LEVEL` with its
+    detectable difference: the row's ``mde`` when recorded, else from ``ci`` (``se = ci / 1.96``)."""
+    mde = row.get("mde")
+    return paired_comparison(_num(row["mean"]), _num(row["ci"]), LEVEL, None if mde is None else float(mde),
+                             ALPHA, POWER)
+
+
+def jaccard_comparisons(rows: Sequence[Mapping]) -> list[tuple[tuple[str, str, str], Mapping, Mapping, Comparison]]:
+    """For each (model, lang, metric) of :data:`JACCARD_METRICS` with one J=1 and one J<=0.5 row:
+    ``(key, J=1 row, J<=0.5 row, J=1 − J<=0.5)``. The groups hold different cases (independent), so the
+    difference's standard error is ``sqrt(se1^2 + se2^2)`` with each ``se = ci / 1.96``."""
+    keys = {(r.get("model"), r.get("lang"), r.get("metric")) for r in rows
+            if r.get("group") in ("J=1", "J<=0.5") and r.get("metric") in JACCARD_METRICS}
+    keys = sorted(keys, key=lambda k: (_sort_key("model", k[0]), _sort_key("lang", k[1]), METRICS.index(k[2])))
+    out = []
+    for model, lang, metric in keys:
+        a = where(rows, model=model, lang=lang, metric=metric, group="J=1")
+        b = where(rows, model=model, lang=lang, metric=metric, group="J<=0.5")
+        if len(a) == 1 and len(b) == 1:
+            c = two_group_comparison(_num(a[0]["mean"]), _num(a[0]["ci"]), _num(b[0]["mean"]), _num(b[0]["ci"]),
+                                     LEVEL, ALPHA, POWER)
+            out.append(((model, lang, metric), a[0], b[0], c))
+    return out
+
+
+def derived_numbers(payload: Any) -> Iterator[float]:
+    """The numbers the report computes from a results payload, by the formulas of :mod:`memat.power` and
+    nothing else: for each paired row of ``gains`` its interval bounds ``mean -+ ci`` and detectable
+    difference (:func:`gain_comparison`); for each J=1 / J<=0.5 pair of ``metrics`` rows the difference, its
+    bounds and detectable difference (:func:`jaccard_comparisons`). :func:`allowed_numbers` accepts them in
+    tables, as it accepts a leaf written in another :func:`fmt` kind: computed from a source, not typed."""
+    if not isinstance(payload, Mapping):
+        return
+    for r in payload.get("gains") or []:
+        if isinstance(r, Mapping) and "mean" in r and "ci" in r:
+            c = gain_comparison(r)
+            yield from (c.lo, c.hi, c.mde)
+    rows = [r for r in payload.get("metrics") or [] if isinstance(r, Mapping)]
+    for *_, c in jaccard_comparisons(rows):
+        yield from (c.diff, c.lo, c.hi, c.mde)
+
+
+def interval_text(c: Comparison) -> str:
+    return f"[{fmt(c.lo)}, {fmt(c.hi)}]"
+
+
+def at_this_n(c: Comparison, effect: float) -> str:
+    """How one comparison reads at its n: "differs" (its interval excludes 0), "cannot tell at this n" (it
+    contains 0 and the test could not detect ``effect``), "no variance" (every case of both groups at the
+    same value, e.g. 100%: the normal interval and the detectable difference collapse to 0 and say nothing),
+    or "no <effect>-point difference" (it contains 0 and the test could have detected ``effect``)."""
+    if math.isnan(c.lo) or math.isnan(c.hi):
+        return "—"
+    if c.mde == 0:
+        return "no variance"
+    if not c.lo <= 0 <= c.hi:
+        return "differs"
+    if c.cannot_tell(effect):
+        return CANNOT_TELL
+    return f"no {fmt(effect, 'g')}-point difference"
+
+
+def with_power(v: Verdict, comps: Sequence[tuple[str, Comparison]], effect: float, against: str,
+               what: str = "comparison") -> Verdict:
+    """The rule of :mod:`memat.power` applied to the comparisons ``comps`` (label, comparison) a claim rests
+    on: :data:`CANNOT_TELL` when every one of them has an interval containing 0 and a detectable difference
+    above ``effect`` (named ``against`` in the text); otherwise ``v``'s status, with the count of those that
+    cannot tell added to its detail. A verdict of :data:`UNMEASURED`, or no comparison, is left alone."""
+    if v.status == UNMEASURED or not comps:
+        return v
+    blind = [label for label, c in comps if c.cannot_tell(effect)]
+    rule = (f"interval containing 0 and a detectable difference (80% power, 5% level) above {fmt(effect, 'g')} "
+            f"points, compared against {against}")
+    if len(blind) == len(comps):
+        return Verdict(CANNOT_TELL, f"{v.detail}; every one of the {len(comps)} {what}s cannot tell at this n "
+                       f"({rule}): by direction alone the verdict would be '{v.status}'")
+    if blind:
+        return Verdict(v.status, f"{v.detail}; {len(blind)} of {len(comps)} {what}s cannot tell at this n ({rule})")
+    return Verdict(v.status, f"{v.detail}; each of the {len(comps)} {what}s either excludes 0 or could detect "
+                   f"{fmt(effect, 'g')} points ({against})")
 
 
 # --------------------------------------------------------------------------- Fig. 7: the data set
@@ -420,6 +547,7 @@ def _build_fig1(ctx: Context) -> list[str]:
               "(mean ± 95% interval, percent):", ""]
     lines += long_table(d["metrics"], [("model", "model", None), ("group", "group", None), ("lang", "lang", None)])
     lines += [""]
+    lines += _jaccard_table(d["metrics"])
     nll = d.get("heldout_nll")
     if nll:
         langs = sorted({lang for v in nll.values() for lang in v}, key=lambda x: _sort_key("lang", x))
@@ -428,6 +556,26 @@ def _build_fig1(ctx: Context) -> list[str]:
                                               for m in sorted(nll, key=lambda m: _sort_key("model", m))])
         lines += [""]
     return lines
+
+
+def _jaccard_table(rows: Sequence[Mapping]) -> list[str]:
+    """Every J=1 against J<=0.5 comparison: the difference, its interval and its detectable difference."""
+    comps = jaccard_comparisons(rows)
+    if not comps:
+        return []
+    effect, name = reference_effect()
+    out = [[model, lang, metric, fmt(a["mean"]), fmt(b["mean"]), fmt(c.diff), interval_text(c), fmt(c.mde),
+            f"{fmt(a.get('n'), 'count')} / {fmt(b.get('n'), 'count')}", at_this_n(c, effect)]
+           for (model, lang, metric), a, b, c in comps]
+    lines = ["J=1 against J<=0.5, the two groups of cases (independent): the difference of their means, its 95% "
+             "interval (standard error sqrt(se1² + se2²), each se = ci / 1.96) and the smallest difference the test "
+             "detects at these n (80% power, two-sided 5% level), in points. *cannot tell at this n*: the interval "
+             f"contains 0 and the detectable difference exceeds {fmt(effect, 'g')} points ({name}; the paper gives no "
+             "effect size for Fig. 1); *no variance*: every case of both groups has the same value (e.g. 100%), so "
+             "the normal interval and the detectable difference collapse to 0 and tell nothing:", ""]
+    lines += md_table(["model", "lang", "metric", "J=1", "J<=0.5", "difference", "interval", "detectable difference",
+                       "n", "at this n"], out)
+    return lines + [""]
 
 
 def _judge_es_l1(ctx: Context) -> Verdict:
@@ -442,14 +590,17 @@ def _judge_es_l1(ctx: Context) -> Verdict:
 def _judge_jaccard(ctx: Context) -> Verdict:
     d = ctx[F1]
     l1, l2 = d["parameters"]["L1"], d["parameters"]["L2"]
-    parts, wins = [], 0
+    parts, wins, comps = [], 0, []
     for metric in ("ES", "PS"):
         hi = one(d["metrics"], model="MEMIT", lang=l2, metric=metric, group="J=1")
         lo = one(d["metrics"], model="MEMIT", lang=l2, metric=metric, group="J<=0.5")
         higher = hi["mean"] > lo["mean"]
         wins += higher
+        c = two_group_comparison(_num(hi["mean"]), _num(hi["ci"]), _num(lo["mean"]), _num(lo["ci"]), LEVEL, ALPHA, POWER)
+        comps.append((f"{metric}({l2})", c))
         sep = ("" if abs(hi["mean"] - lo["mean"]) > hi["ci"] + lo["ci"]
                else "; the 95% intervals overlap")
+        sep += f"; difference {fmt(c.diff)}, 95% interval {interval_text(c)}, detectable difference {fmt(c.mde)}"
         base = ""
         try:
             b_hi = value(d["metrics"], model="unedited", lang=l2, metric=metric, group="J=1")
@@ -461,7 +612,9 @@ def _judge_jaccard(ctx: Context) -> Verdict:
                      f"subjects ({fmt(hi['mean'])}, n={fmt(hi['n'], 'count')}) than for J<=0.5 "
                      f"({fmt(lo['mean'])}, n={fmt(lo['n'], 'count')}){sep}{base}")
     status = HOLDS if wins == 2 else PARTLY if wins == 1 else FAILS
-    return Verdict(status, "; ".join(parts))
+    effect, name = reference_effect()
+    return with_power(Verdict(status, "; ".join(parts)), comps, effect,
+                      f"{name}, as the paper gives no effect size for Fig. 1", "J=1 − J<=0.5 difference")
 
 
 def _judge_transfer(ctx: Context) -> Verdict:
@@ -582,6 +735,16 @@ def _diffs(d: Mapping, settings: Sequence[str]) -> dict[str, dict[tuple[str, str
     return out
 
 
+def _gain_comps(d: Mapping, settings: Iterable[str], keep: Callable[[Mapping], bool] = lambda r: True
+                ) -> list[tuple[str, Comparison]]:
+    """(label, comparison) of the paired MEMAT − MEMIT rows (``gains``) of ``settings`` that ``keep`` keeps;
+    empty when the results hold no paired rows."""
+    settings = set(settings)
+    rows = [r for r in d.get("gains") or [] if r.get("setting") in settings and keep(r)]
+    rows.sort(key=lambda r: (_sort_key("setting", r["setting"]), _sort_key("lang", r["lang"]), METRICS.index(r["metric"])))
+    return [(f"{r['setting']} {r['lang']} {r['metric']}", gain_comparison(r)) for r in rows]
+
+
 def _settings(d: Mapping, starred: bool) -> list[str]:
     m = _memat_method(d)
     return sorted({r["setting"] for r in where(d["metrics"], method=m) if r["setting"].endswith("*") == starred},
@@ -614,6 +777,18 @@ def _build_memat(ctx: Context) -> list[str]:
         lines += ["Paired MEMAT − MEMIT differences (per case, same cases and same edit; mean ± 95% interval, "
                   "points). A setting with * uses recycled corrections on set B:", ""]
         lines += long_table(gains, [("setting", "setting", None), ("lang", "lang", None)]) + [""]
+        effect, name = reference_effect()
+
+        def detectable(r: Mapping) -> str:
+            c = gain_comparison(r)
+            return fmt(c.mde) + ("†" if c.cannot_tell(effect) else "")
+
+        lines += ["Smallest difference each paired test detects at its n (80% power, two-sided 5% level, from the "
+                  "observed variance of the per-case differences: the results' `mde`, or 2.80 × ci / 1.96 when it "
+                  "was not recorded; points). † marks a cell that *cannot tell at this n*: its interval contains 0 "
+                  f"and its detectable difference exceeds {fmt(effect, 'g')} points ({name}; no per-cell effect is "
+                  "transcribed):", ""]
+        lines += long_table(gains, [("setting", "setting", None), ("lang", "lang", None)], cell=detectable) + [""]
     mg = d.get("magnitude_gain")
     if mg:
         lines += ["Magnitude gain, as the notebook states it:", ""]
@@ -639,8 +814,11 @@ def _judge_all_metrics(ctx: Context) -> Verdict:
     wins = sum(x > 0 for v in diffs.values() for x in v.values())
     parts = [f"{s}: {sum(x > 0 for x in v.values())} of {len(v)}" for s, v in diffs.items()]
     status = HOLDS if wins == total else PARTLY if 2 * wins > total else FAILS
-    return Verdict(status, f"{_memat_method(d)} is above MEMIT in {wins} of {total} (setting, language, metric) "
-                   f"cells ({'; '.join(parts)})")
+    v = Verdict(status, f"{_memat_method(d)} is above MEMIT in {wins} of {total} (setting, language, metric) "
+                f"cells ({'; '.join(parts)})")
+    effect, name = reference_effect()
+    return with_power(v, _gain_comps(d, diffs), effect, f"{name}, as the paper gives no per-metric effect",
+                      "paired cell")
 
 
 def _judge_magnitude(ctx: Context) -> Verdict:
@@ -650,8 +828,11 @@ def _judge_magnitude(ctx: Context) -> Verdict:
     g = _mean(gains)
     paper = published("magnitude_gain").value
     status = HOLDS if g >= paper else PARTLY if g > 0 else FAILS
-    return Verdict(status, f"{_memat_method(d)} − MEMIT averages {fmt(g)} points over the EM/PM/NM cells of "
-                   f"{', '.join(diffs)} (we read the abstract's {fmt(paper, 'count')}% as {fmt(paper, 'count')} points)")
+    v = Verdict(status, f"{_memat_method(d)} − MEMIT averages {fmt(g)} points over the EM/PM/NM cells of "
+                f"{', '.join(diffs)} (we read the abstract's {fmt(paper, 'count')}% as {fmt(paper, 'count')} points)")
+    comps = _gain_comps(d, diffs, lambda r: r["metric"] in ("EM", "PM", "NM"))
+    return with_power(v, comps, paper, f"the paper's reported effect, this claim's {fmt(paper, 'count')}% read as points",
+                      "paired cell")
 
 
 def _judge_other_language(ctx: Context) -> Verdict:
@@ -661,14 +842,18 @@ def _judge_other_language(ctx: Context) -> Verdict:
     if not settings:
         raise KeyError("no CE/EC setting")
     parts, wins = [], 0
-    for s, v in _diffs(d, settings).items():
+    diffs = _diffs(d, settings)
+    for s, v in diffs.items():
         other = langs[s[0]]  # the edit language, in which the heads were not trained
         g = _mean([x for (lang, _), x in v.items() if lang == other])
         wins += g > 0
         parts.append(f"{s} (heads trained in {_lang(langs[s[1]])}): {fmt(g)} points in {_lang(other)}")
     status = HOLDS if wins == len(parts) else PARTLY if wins else FAILS
-    return Verdict(status, "mean MEMAT − MEMIT over the metrics in the language the heads were not trained in: "
-                   + "; ".join(parts))
+    verdict = Verdict(status, "mean MEMAT − MEMIT over the metrics in the language the heads were not trained in: "
+                      + "; ".join(parts))
+    effect, name = reference_effect()
+    comps = _gain_comps(d, diffs, lambda r: len(r["setting"]) == 2 and r["lang"] == langs.get(r["setting"][0]))
+    return with_power(verdict, comps, effect, f"{name}, as the paper gives no effect for this claim", "paired cell")
 
 
 def _judge_portability(ctx: Context) -> Verdict:
@@ -679,7 +864,10 @@ def _judge_portability(ctx: Context) -> Verdict:
     parts = [f"{s}: {fmt(_mean(list(v.values())))} points" for s, v in diffs.items()]
     wins = sum(_mean(list(v.values())) > 0 for v in diffs.values())
     status = HOLDS if wins == len(diffs) else PARTLY if wins else FAILS
-    return Verdict(status, "mean MEMAT − MEMIT with recycled corrections: " + "; ".join(parts))
+    v = Verdict(status, "mean MEMAT − MEMIT with recycled corrections: " + "; ".join(parts))
+    effect, name = reference_effect()
+    return with_power(v, _gain_comps(d, diffs), effect, f"{name}, as the paper gives no effect for this claim",
+                      "paired cell")
 
 
 # --------------------------------------------------------------------------- Fig. 9: K sweep
