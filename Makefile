@@ -62,3 +62,4 @@ notebooks:
 bench:
 	$(PYTHON) benchmarks/bench_memit.py
 	$(PYTHON) benchmarks/bench_heads.py
+	$(PYTHON) benchmarks/bench_evaluate.py

@@ -1,10 +1,16 @@
 #!/usr/bin/env python
-"""Benchmark one MEMIT batch on the embedded model: target vectors optimised together vs one at a time.
+"""Benchmark one MEMIT batch on the embedded model: today's target optimisation against the suffix method,
+and batched against one edit at a time.
 
 For the same edits, the same hyperparameters, the same context templates (generated once) and the same
 key statistics (computed or loaded once, timed separately), each variant runs in a fresh process:
 
-* ``batched``: every edit's target vector optimised together (``batch_size = n_edits``), then the solve;
+* ``full``: every edit's target vector optimised together (``batch_size = n_edits``), each step replaying
+  the blocks after the last edited layer over every position (``compute_targets(method="full")``, the
+  implementation before 2026-12), then the solve;
+* ``suffix``: the same, each step over the positions from the subject's last token on, the earlier ones
+  in the key/value cache, finished requests leaving the batch (``method="suffix"``, the default);
+* ``batched``: the default method, all edits together (as ``suffix``; kept for the batched/single ratio);
 * ``single``: one edit at a time (``batch_size = 1``), then the solve.
 
 Per variant: wall time of :func:`memat.memit.compute_targets` and of the whole edit (targets + the
@@ -31,7 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
-VARIANTS = {"batched": None, "single": 1}  # name -> batch_size of the target optimisation (None: n_edits)
+# name -> (batch_size of the target optimisation (None: n_edits), compute_targets method)
+VARIANTS = {"full": (None, "full"), "suffix": (None, "suffix"), "batched": (None, "suffix"), "single": (1, "suffix")}
 DEFAULT_HPARAMS = "gemma3-270m"
 FALLBACK_HPARAMS = "aguila-7b"  # used while the gemma3-270m preset does not exist yet
 MIB = 1024.0
@@ -240,7 +247,7 @@ def _run_variant(spec: dict) -> dict:
     load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     _log(tag, f"target vectors of {len(reqs)} edits, batch_size={hp.batch_size}")
     t0 = time.perf_counter()
-    zs, _inits, logs = compute_targets(lm, reqs, hp, contexts, progress=spec["progress"])
+    zs, _inits, logs = compute_targets(lm, reqs, hp, contexts, progress=spec["progress"], method=spec["method"])
     _sync(lm)
     t1 = time.perf_counter()
     _log(tag, "solve (keys, residuals, weight updates)")
@@ -260,6 +267,9 @@ def _run_variant(spec: dict) -> dict:
     torch.save({k: v.detach().cpu() for k, v in delta.deltas.items()}, spec["out_prefix"] + ".delta.pt")
     out = {
         "variant": tag,
+        "method": spec["method"],
+        "nll_end_mean": sum(l["nll_end"] for l in logs) / len(logs),
+        "steps_mean": sum(l["steps"] for l in logs) / len(logs),
         "batch_size": hp.batch_size,
         "n_edits": len(reqs),
         "targets_s": t1 - t0,
@@ -374,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local copy of the raw data sets (default: $MEMAT_DATA_SOURCE)")
     p.add_argument("--seed", type=int, default=0, help="case selection and context generation seed (default: %(default)s)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: CUDA if available, else CPU)")
-    p.add_argument("--variants", default="batched,single",
+    p.add_argument("--variants", default="full,suffix",
                    help="comma-separated subset of: %s (default: %%(default)s)" % ", ".join(VARIANTS))
     p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON to PATH")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -415,19 +425,23 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(td)
         prep = _spawn(dict(base, role="prep", stats_path=str(tmp / "stats.pt")), tmp, "prep")
         for v in variants:
-            bs = VARIANTS[v] or args.n_edits
-            spec = dict(base, role="variant", variant=v, batch_size=bs, case_ids=prep["case_ids"],
+            bs = VARIANTS[v][0] or args.n_edits
+            spec = dict(base, role="variant", variant=v, batch_size=bs, method=VARIANTS[v][1], case_ids=prep["case_ids"],
                         contexts=prep["contexts"], stats_path=str(tmp / "stats.pt"), out_prefix=str(tmp / v))
             results[v] = _spawn(spec, tmp, v)
         diffs = _max_abs_diffs(tmp, "batched", "single") if {"batched", "single"} <= set(results) else None
+        full_vs_suffix = _max_abs_diffs(tmp, "full", "suffix") if {"full", "suffix"} <= set(results) else None
+    tmp_keep = None
 
     cuda = any("cuda_peak_mib" in r for r in results.values())
-    header = ["variant", "edits", "targets time (s)", "total time (s)", "peak RSS (MiB)", "extra peak (MiB)", "ES (%)"]
+    header = ["variant", "edits", "targets time (s)", "solve time (s)", "total time (s)", "mean steps", "final NLL",
+              "peak RSS (MiB)", "extra peak (MiB)", "ES (%)"]
     if cuda:
         header += ["peak CUDA (MiB)", "extra CUDA (MiB)"]
     rows = []
     for v, r in results.items():
-        row = [f"{v} (batch_size={r['batch_size']})", str(r["n_edits"]), f"{r['targets_s']:.2f}", f"{r['total_s']:.2f}",
+        row = [f"{v} ({r['method']}, batch_size={r['batch_size']})", str(r["n_edits"]), f"{r['targets_s']:.2f}",
+               f"{r['solve_s']:.2f}", f"{r['total_s']:.2f}", f"{r['steps_mean']:.1f}", f"{r['nll_end_mean']:.4f}",
                f"{r['peak_rss_mib']:.0f}", f"{r['extra_peak_mib']:.0f}", f"{r['es']:.1f}"]
         if cuda:
             row += [f"{r.get('cuda_peak_mib', float('nan')):.0f}", f"{r.get('cuda_extra_peak_mib', float('nan')):.0f}"]
@@ -448,6 +462,15 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(_table(header, rows))
     print()
+    if "full" in results and "suffix" in results:
+        f_, x_ = results["full"], results["suffix"]
+        dz = full_vs_suffix
+        print(f"speed-up suffix over full (today): targets {f_['targets_s'] / x_['targets_s']:.2f}x, "
+              f"whole edit {f_['total_s'] / x_['total_s']:.2f}x; final target NLL {f_['nll_end_mean']:.4f} -> "
+              f"{x_['nll_end_mean']:.4f}; ES {f_['es']:.1f} -> {x_['es']:.1f}")
+        if dz:
+            print(f"max abs difference of target vectors full vs suffix: {dz['targets_max_abs_diff']:.3g} "
+                  f"(max |z| = {dz['targets_max_abs']:.3g})")
     if "batched" in results and "single" in results:
         b, s = results["batched"], results["single"]
         print(f"speed ratio single/batched (targets): {s['targets_s'] / b['targets_s']:.2f}, "
@@ -455,8 +478,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"max abs difference of target vectors single vs batched: {diffs['targets_max_abs_diff']:.3g} "
               f"(max |z| = {diffs['targets_max_abs']:.3g}); of weight updates: {diffs['delta_w_max_abs_diff']:.3g} "
               f"(max |dW| = {diffs['delta_w_max_abs']:.3g})")
-    else:
-        print("speed ratio single/batched (targets): n/a, (total): n/a (run both variants)")
     if not all(r["peak_reset_after_load"] for r in results.values()):
         print("note: the RSS high-water mark could not be reset after model loading; peak RSS may be that of loading")
     loads = [x for r in results.values() for x in r["loadavg_1min"] if x is not None]
@@ -473,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
             "prep": prep,
             "variants": results,
             "comparison": diffs,
+            "full_vs_suffix": full_vs_suffix,
         }
         if "batched" in results and "single" in results:
             payload["speed_ratio_single_over_batched"] = {

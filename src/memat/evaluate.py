@@ -10,9 +10,14 @@ scored with its own prompt variant (Catalan articles agree with the target).
 * accuracy: EA/PA = greedy decoding reproduces every token of the new target; NA = of the neighbourhood's
   expected (true) target
 
-Per-case values are averaged over the case's prompts of that type first, then over cases; the 95%
-interval is the normal approximation ``mean ± 1.96 s / sqrt(n)`` over cases (``level`` changes it, e.g.
-0.68 for the scaling figure).
+Per-case values are averaged over the case's prompts of that type first, then over cases. ``ci`` is the
+half-width of the normal approximation ``mean ± 1.96 s / sqrt(n)`` over cases (``level`` changes it, e.g.
+0.68 for the scaling figure); ``lo``/``hi`` are Wilson bounds for the success and accuracy rates (inside
+[0, 100], of non-zero width at 0 and 100 %) and the normal bounds for magnitudes. Paired differences also
+carry ``mde``, the smallest difference detectable with 80 % power at the 5 % level (:mod:`memat.power`).
+
+Scoring (:func:`score_continuations`) runs each distinct prompt once and scores every target after it
+from its key/value cache, and keeps the scores of a model without hooks on disk (keyed by its weights).
 """
 from __future__ import annotations
 
@@ -96,10 +101,11 @@ def _score_separate(lm, encoded, order, batch_size, progress):
 
 
 def _score_shared(lm, encoded, batch_size, progress):
-    """Each distinct prompt runs once into the model's key/value cache; the first token of every target is
-    read at the prompt's last position, the rest of each target (if any) runs as a continuation of that
-    cache (rows repeated per target, right padding in the middle masked, explicit position ids)."""
-    from .forward import _sliding_window, cache_kwarg, _is_cache
+    """Each distinct prompt runs once, with its first target appended (one ordinary row, as the separate
+    scorer would run it); every further target of the same prompt runs only its own tokens as a
+    continuation of that row's key/value cache, the first target's columns masked out (explicit position
+    ids, so it sees exactly the prompt). Prompts with one target cost nothing extra."""
+    from .forward import _is_cache, _sliding_window, cache_kwarg
     from .hooks import Trace
 
     tok, dev = lm.tokenizer, lm.device
@@ -109,70 +115,85 @@ def _score_shared(lm, encoded, batch_size, progress):
     by_prompt: dict[tuple, list[int]] = {}
     for i, (p, _) in enumerate(encoded):
         by_prompt.setdefault(tuple(p), []).append(i)
-    prompts = sorted(by_prompt, key=lambda p: (len(p), max(len(encoded[i][1]) for i in by_prompt[p])))
+    prompts = sorted(by_prompt, key=lambda p: len(p) + len(encoded[by_prompt[p][0]][1]))
     window = _sliding_window(lm)
     kw = cache_kwarg(lm.model)
     first_block = lm.model.get_submodule(lm.name_of("layer", 0))
-    step = max(1, batch_size // 2)  # prompts per batch: about batch_size continuation rows (two targets a prompt)
-    for s in tqdm(range(0, len(prompts), step), desc="scoring", disable=not progress, leave=False):
-        group = prompts[s : s + step]
-        members = [i for p in group for i in by_prompt[p]]
-        Lp = max(len(p) for p in group)
-        Lc = max(len(encoded[i][1]) - 1 for i in members)
-        if window is not None and Lp + Lc >= window:  # sliding masks count cache columns, not positions
+    for s in tqdm(range(0, len(prompts), batch_size), desc="scoring", disable=not progress, leave=False):
+        group = prompts[s : s + batch_size]
+        heads = [by_prompt[p][0] for p in group]  # the target run with its prompt
+        extra = [(r, i) for r, p in enumerate(group) for i in by_prompt[p][1:]]  # continuations
+        members = heads + [i for _, i in extra]
+        seqs = [encoded[i][0] + encoded[i][1][:-1] for i in heads]
+        La = max(len(x) for x in seqs)
+        Lc = max((len(encoded[i][1]) for _, i in extra), default=0)
+        if extra and window is not None and La + Lc >= window:  # sliding masks count cache columns, not positions
             order = sorted(members, key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))
             n_b, a_b = _score_separate(lm, encoded, order, batch_size, False)
             nll[members], acc[members] = n_b[members], a_b[members]
             continue
-        b = encode(tok, [list(p) for p in group], dev)
+        b = encode(tok, seqs, dev)
         found: list = []
 
         def grab(m, args, kwargs):
             found.extend(v for v in list(args) + list(kwargs.values()) if _is_cache(v))
 
-        handle = first_block.register_forward_pre_hook(grab, with_kwargs=True)
+        handle = first_block.register_forward_pre_hook(grab, with_kwargs=True) if extra else None
         try:
             with Trace(lm.model, lm.spec.final_norm, stop=True) as tf:
                 lm.model(input_ids=b.input_ids, attention_mask=b.attention_mask,
-                         position_ids=torch.arange(Lp, device=dev).expand(len(group), Lp), use_cache=Lc > 0)
+                         position_ids=torch.arange(La, device=dev).expand(len(seqs), La), use_cache=bool(extra))
         finally:
-            handle.remove()
+            if handle is not None:
+                handle.remove()
         h = tf.output[0] if isinstance(tf.output, tuple) else tf.output
-        prow = {p: r for r, p in enumerate(group)}
-        # first target token of every member, at its prompt's last position
-        vecs = [h[torch.tensor([prow[tuple(encoded[i][0])] for i in members]),
-                  torch.tensor([len(encoded[i][0]) - 1 for i in members])]]
-        tgt = [encoded[i][1][0] for i in members]
-        owner = list(range(len(members)))
-        cont = [k for k, i in enumerate(members) if len(encoded[i][1]) > 1]
-        if cont:
+        rows, pos, tgt, owner = [], [], [], []
+        for r, i in enumerate(heads):
+            p, t = encoded[i]
+            for j, tid in enumerate(t):
+                rows.append(r)
+                pos.append(len(p) - 1 + j)
+                tgt.append(tid)
+                owner.append(r)
+        vecs = [h[torch.tensor(rows), torch.tensor(pos)]]
+        if extra:
             if not found:
                 raise RuntimeError(f"score_continuations: {type(lm.model).__name__} passed no key/value cache to its blocks")
             cache = found[0]
-            src = torch.tensor([prow[tuple(encoded[members[k]][0])] for k in cont], device=dev)
+            src = torch.tensor([r for r, _ in extra], device=dev)
             cache.batch_select_indices(src)
-            ids = torch.full((len(cont), Lc), pad, dtype=torch.long)
-            mask = torch.zeros((len(cont), Lc), dtype=torch.long)
-            pos = torch.zeros((len(cont), Lc), dtype=torch.long)
-            for r, k in enumerate(cont):
-                p, t = encoded[members[k]]
-                ids[r, : len(t) - 1] = torch.tensor(t[:-1])
-                mask[r, : len(t) - 1] = 1
-                pos[r] = torch.arange(len(p), len(p) + Lc)
-            full_mask = torch.cat([b.attention_mask.index_select(0, src), mask.to(dev)], 1)
-            with Trace(lm.model, lm.spec.final_norm, stop=True) as tc:
-                lm.model(input_ids=ids.to(dev), attention_mask=full_mask, position_ids=pos.to(dev), use_cache=True,
-                         **{kw: cache})
-            hc = tc.output[0] if isinstance(tc.output, tuple) else tc.output
-            rr, pp = [], []
-            for r, k in enumerate(cont):
-                t = encoded[members[k]][1]
-                for j in range(1, len(t)):
-                    rr.append(r)
-                    pp.append(j - 1)
-                    tgt.append(t[j])
-                    owner.append(k)
-            vecs.append(hc[torch.tensor(rr), torch.tensor(pp)])
+            # the prompt's columns only: the head target's tokens (and padding) are masked
+            prompt_mask = torch.zeros((len(extra), La), dtype=torch.long)
+            ids = torch.full((len(extra), Lc), pad, dtype=torch.long)
+            mask = torch.zeros((len(extra), Lc), dtype=torch.long)
+            cpos = torch.zeros((len(extra), Lc), dtype=torch.long)
+            for k, (r, i) in enumerate(extra):
+                p, t = encoded[i]
+                prompt_mask[k, : len(p)] = 1
+                # the first target token is read at the prompt's last position (the head row has it)
+                ids[k, : len(t) - 1] = torch.tensor(t[:-1], dtype=torch.long)
+                mask[k, : len(t) - 1] = 1
+                cpos[k] = torch.arange(len(p), len(p) + Lc)
+            first_rows = [r for r, _ in extra]
+            vecs.append(h[torch.tensor(first_rows), torch.tensor([len(encoded[i][0]) - 1 for _, i in extra])])
+            for k, (r, i) in enumerate(extra):
+                tgt.append(encoded[i][1][0])
+                owner.append(len(heads) + k)
+            if Lc > 1:
+                with Trace(lm.model, lm.spec.final_norm, stop=True) as tc:
+                    lm.model(input_ids=ids.to(dev), attention_mask=torch.cat([prompt_mask, mask], 1).to(dev),
+                             position_ids=cpos.to(dev), use_cache=True, **{kw: cache})
+                hc = tc.output[0] if isinstance(tc.output, tuple) else tc.output
+                rr, pp = [], []
+                for k, (r, i) in enumerate(extra):
+                    t = encoded[i][1]
+                    for j in range(1, len(t)):
+                        rr.append(k)
+                        pp.append(j - 1)
+                        tgt.append(t[j])
+                        owner.append(len(heads) + k)
+                if rr:
+                    vecs.append(hc[torch.tensor(rr), torch.tensor(pp)])
         tok_nll, hit = _token_scores(lm, torch.cat(vecs), tgt)
         n_b, a_b = _reduce(tok_nll, hit, torch.tensor(owner), len(members))
         nll[members], acc[members] = n_b, a_b
