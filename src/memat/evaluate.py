@@ -76,6 +76,20 @@ def _token_scores(lm, h: torch.Tensor, tgt: list[int]) -> tuple[torch.Tensor, to
     return -lp.gather(-1, tgt_t[:, None])[:, 0], logits.argmax(-1) == tgt_t
 
 
+def _target_positions(encoded, idx):
+    """For rows ``prompt + target[:-1]`` of the pairs ``idx``: (row, position, target token, owner row) of
+    every target token, the position being the one whose logits predict it."""
+    rows, pos, tgt, owner = [], [], [], []
+    for r, i in enumerate(idx):
+        p, t = encoded[i]
+        for j, tid in enumerate(t):
+            rows.append(r)
+            pos.append(len(p) - 1 + j)
+            tgt.append(tid)
+            owner.append(r)
+    return rows, pos, tgt, owner
+
+
 def _score_separate(lm, encoded, order, batch_size, progress):
     """Today's path: each (prompt, target) its own sequence."""
     tok = lm.tokenizer
@@ -86,14 +100,7 @@ def _score_separate(lm, encoded, order, batch_size, progress):
         seqs = [encoded[i][0] + encoded[i][1][:-1] for i in idx]
         b = encode(tok, seqs, lm.device)
         h = hidden_at_final_norm(lm, b)
-        rows, pos, tgt, owner = [], [], [], []
-        for r, i in enumerate(idx):
-            p, t = encoded[i]
-            for j, tid in enumerate(t):
-                rows.append(r)
-                pos.append(len(p) - 1 + j)
-                tgt.append(tid)
-                owner.append(r)
+        rows, pos, tgt, owner = _target_positions(encoded, idx)
         tok_nll, hit = _token_scores(lm, h[torch.tensor(rows), torch.tensor(pos)], tgt)
         n_b, a_b = _reduce(tok_nll, hit, torch.tensor(owner), len(idx))
         nll[idx], acc[idx] = n_b, a_b
@@ -147,14 +154,7 @@ def _score_shared(lm, encoded, batch_size, progress):
             if handle is not None:
                 handle.remove()
         h = tf.output[0] if isinstance(tf.output, tuple) else tf.output
-        rows, pos, tgt, owner = [], [], [], []
-        for r, i in enumerate(heads):
-            p, t = encoded[i]
-            for j, tid in enumerate(t):
-                rows.append(r)
-                pos.append(len(p) - 1 + j)
-                tgt.append(tid)
-                owner.append(r)
+        rows, pos, tgt, owner = _target_positions(encoded, heads)
         vecs = [h[torch.tensor(rows), torch.tensor(pos)]]
         if extra:
             if not found:

@@ -16,6 +16,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 from dataclasses import dataclass
@@ -83,6 +84,29 @@ def hidden_at_final_norm(lm: LoadedModel, batch: Batch) -> torch.Tensor:
     return tr.output[0] if isinstance(tr.output, tuple) else tr.output
 
 
+@contextlib.contextmanager
+def record_block_calls(blocks: Sequence[torch.nn.Module], calls: list):
+    """While active, append ``(args without the hidden state, kwargs without it, positional?)`` of every call
+    of ``blocks`` to ``calls``: what :class:`TailRunner` and :class:`SuffixRunner` replay."""
+
+    def pre(m, args, kwargs):
+        if args:
+            calls.append((tuple(args[1:]), dict(kwargs), True))
+        else:
+            kw = dict(kwargs)
+            kw.pop("hidden_states")
+            calls.append(((), kw, False))
+
+    handles = []
+    try:
+        for b in blocks:
+            handles.append(b.register_forward_pre_hook(pre, with_kwargs=True))
+        yield calls
+    finally:
+        for h in handles:
+            h.remove()
+
+
 class TailRunner:
     """Run a model once, then re-run only the blocks after ``layer`` from a modified hidden state.
 
@@ -103,26 +127,9 @@ class TailRunner:
 
     def capture(self, batch: Batch) -> torch.Tensor:
         self.calls = []
-        handles = []
-
-        def pre(m, args, kwargs):
-            if args:
-                self.calls.append((tuple(args[1:]), dict(kwargs), True))
-            else:
-                kw = dict(kwargs)
-                kw.pop("hidden_states")
-                self.calls.append(((), kw, False))
-
-        try:
-            for b in self.blocks:
-                handles.append(b.register_forward_pre_hook(pre, with_kwargs=True))
-            with Trace(self.lm.model, self.lm.name_of("layer", self.layer)) as tl, Trace(
-                self.lm.model, self.lm.spec.final_norm, stop=True
-            ) as tf:
-                self.lm.model(**batch.to_model_kwargs(), use_cache=False)
-        finally:
-            for h in handles:
-                h.remove()
+        with record_block_calls(self.blocks, self.calls), Trace(self.lm.model, self.lm.name_of("layer", self.layer)) as tl, \
+                Trace(self.lm.model, self.lm.spec.final_norm, stop=True) as tf:
+            self.lm.model(**batch.to_model_kwargs(), use_cache=False)
         out = tl.output
         self.h_layer = (out[0] if isinstance(out, tuple) else out).detach()
         fo = tf.output
@@ -268,25 +275,10 @@ class SuffixRunner:
         self.prefix_cache = copy.deepcopy(cache)
 
         self.calls = []
-        handles = []
-
-        def pre(m, args, kwargs):
-            if args:
-                self.calls.append((tuple(args[1:]), dict(kwargs), True))
-            else:
-                k2 = dict(kwargs)
-                k2.pop("hidden_states")
-                self.calls.append(((), k2, False))
-
-        try:
-            for b in self.blocks:
-                handles.append(b.register_forward_pre_hook(pre, with_kwargs=True))
-            with Trace(lm.model, lm.name_of("layer", self.layer)) as tl, Trace(lm.model, final_norm, stop=True) as tf:
-                lm.model(input_ids=suf_ids.to(dev), attention_mask=torch.cat([pre_mask, suf_mask], 1).to(dev),
-                         position_ids=suf_pos.to(dev), use_cache=True, **{kw: cache})
-        finally:
-            for h in handles:
-                h.remove()
+        with record_block_calls(self.blocks, self.calls), Trace(lm.model, lm.name_of("layer", self.layer)) as tl, \
+                Trace(lm.model, final_norm, stop=True) as tf:
+            lm.model(input_ids=suf_ids.to(dev), attention_mask=torch.cat([pre_mask, suf_mask], 1).to(dev),
+                     position_ids=suf_pos.to(dev), use_cache=True, **{kw: cache})
         if len(self.calls) != len(self.blocks):
             raise RuntimeError(f"SuffixRunner: recorded {len(self.calls)} block calls, expected {len(self.blocks)}")
         self._live_cache = cache

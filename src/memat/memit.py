@@ -208,6 +208,31 @@ def compute_targets(
     return torch.cat(zs), torch.cat(inits), logs
 
 
+def _row_counts(rows: "_Rows", n: int, tgt_rows: torch.Tensor, edit_all: torch.Tensor, dev):
+    """Target tokens per row, which rows are rewrite rows, rewrite rows per edit, the KL rows' edits and
+    KL rows per edit: the denominators of the per-edit NLL and KL averages."""
+    n_rows = len(rows.seqs)
+    tok_per_row = torch.zeros(n_rows, device=dev).index_add_(0, tgt_rows, torch.ones_like(tgt_rows, dtype=torch.float))
+    is_rw = tok_per_row > 0
+    rows_per_edit = torch.zeros(n, device=dev).index_add_(0, edit_all[is_rw], torch.ones(int(is_rw.sum()), device=dev))
+    kl_edit = torch.tensor(rows.kl_edit, device=dev, dtype=torch.long)
+    kl_per_edit = torch.zeros(n, device=dev).index_add_(0, kl_edit, torch.ones_like(kl_edit, dtype=torch.float))
+    return tok_per_row, is_rw, rows_per_edit, kl_edit, kl_per_edit
+
+
+def _frozen_step(opt, delta: torch.Tensor, loss: torch.Tensor, done: torch.Tensor, max_norm: torch.Tensor) -> None:
+    """One Adam step on the edits not done (their summed loss: each row gets its own gradient), the done
+    rows restored exactly (Adam's momentum would move them), then every row clamped to ``max_norm``."""
+    opt.zero_grad()
+    loss[~done].sum().backward()
+    frozen = delta.detach()[done].clone()
+    opt.step()
+    with torch.no_grad():
+        delta[done] = frozen
+        scale = (max_norm / delta.norm(dim=-1).clamp(min=1e-12)).clamp(max=1.0)
+        delta.mul_(scale[:, None])
+
+
 def _targets_chunk(lm, reqs, hp: MemitHparams, contexts, z_layer):
     dev = lm.device
     rows = _build_rows(lm.tokenizer, reqs, contexts)
@@ -229,11 +254,7 @@ def _targets_chunk(lm, reqs, hp: MemitHparams, contexts, z_layer):
     tgt_pos = torch.tensor(rows.tgt_pos, device=dev)
     tgt_ids = torch.tensor(rows.tgt_ids, device=dev)
     n_rows = len(rows.seqs)
-    tok_per_row = torch.zeros(n_rows, device=dev).index_add_(0, tgt_rows, torch.ones_like(tgt_rows, dtype=torch.float))
-    is_rw = tok_per_row > 0
-    rows_per_edit = torch.zeros(n, device=dev).index_add_(0, edit_all[is_rw], torch.ones(int(is_rw.sum()), device=dev))
-    kl_edit = torch.tensor(rows.kl_edit, device=dev)
-    kl_per_edit = torch.zeros(n, device=dev).index_add_(0, kl_edit, torch.ones_like(kl_edit, dtype=torch.float))
+    tok_per_row, is_rw, rows_per_edit, kl_edit, kl_per_edit = _row_counts(rows, n, tgt_rows, edit_all, dev)
 
     delta = torch.zeros(n, h0.shape[-1], device=dev, requires_grad=True)
     opt = torch.optim.Adam([delta], lr=hp.v_lr)
@@ -258,15 +279,7 @@ def _targets_chunk(lm, reqs, hp: MemitHparams, contexts, z_layer):
         done |= loss.detach() < hp.early_stop_loss
         if bool(done.all()) or it == hp.v_num_grad_steps - 1:
             break
-        opt.zero_grad()
-        loss[~done].sum().backward()
-        frozen = delta.detach()[done].clone()
-        opt.step()
-        with torch.no_grad():
-            delta[done] = frozen
-            max_norm = hp.clamp_norm_factor * init_norm
-            scale = (max_norm / delta.norm(dim=-1).clamp(min=1e-12)).clamp(max=1.0)
-            delta.mul_(scale[:, None])
+        _frozen_step(opt, delta, loss, done, hp.clamp_norm_factor * init_norm)
     delta = delta.detach()
     logs = []
     for e, q in enumerate(reqs):
@@ -308,11 +321,7 @@ def _targets_chunk_suffix(lm, reqs, hp: MemitHparams, contexts, z_layer):
     tgt_rows = torch.tensor(rows.tgt_rows, device=dev, dtype=torch.long)
     tgt_pos = torch.tensor(rows.tgt_pos, device=dev, dtype=torch.long) - look[tgt_rows]
     tgt_ids = torch.tensor(rows.tgt_ids, device=dev, dtype=torch.long)
-    tok_per_row = torch.zeros(n_rows, device=dev).index_add_(0, tgt_rows, torch.ones_like(tgt_rows, dtype=torch.float))
-    is_rw = tok_per_row > 0
-    rows_per_edit = torch.zeros(n, device=dev).index_add_(0, edit_all[is_rw], torch.ones(int(is_rw.sum()), device=dev))
-    kl_edit = torch.tensor(rows.kl_edit, device=dev, dtype=torch.long)
-    kl_per_edit = torch.zeros(n, device=dev).index_add_(0, kl_edit, torch.ones_like(kl_edit, dtype=torch.float))
+    tok_per_row, is_rw, rows_per_edit, kl_edit, kl_per_edit = _row_counts(rows, n, tgt_rows, edit_all, dev)
     # rows of the current batch (indices into the chunk's rows), and each chunk row's place in the batch
     live = torch.arange(n_rows, device=dev)
 
@@ -349,15 +358,7 @@ def _targets_chunk_suffix(lm, reqs, hp: MemitHparams, contexts, z_layer):
         done |= loss.detach() < hp.early_stop_loss
         if bool(done.all()) or it == hp.v_num_grad_steps - 1:
             break
-        opt.zero_grad()
-        loss[~done].sum().backward()
-        frozen = delta.detach()[done].clone()
-        opt.step()
-        with torch.no_grad():
-            delta[done] = frozen
-            max_norm = hp.clamp_norm_factor * init_norm
-            scale = (max_norm / delta.norm(dim=-1).clamp(min=1e-12)).clamp(max=1.0)
-            delta.mul_(scale[:, None])
+        _frozen_step(opt, delta, loss, done, hp.clamp_norm_factor * init_norm)
         keep = ~done[edit_all[live]]
         if not bool(keep.all()):  # finished requests leave the batch
             runner.select(keep.nonzero()[:, 0])
