@@ -5,7 +5,8 @@ TORCH_VERSION ?= 2.13.0
 DATA_SOURCE ?= $(if $(MEMAT_DATA_SOURCE),$(MEMAT_DATA_SOURCE),$(if $(wildcard ../shared/data),$(abspath ../shared/data),))
 export MEMAT_DATA_SOURCE := $(DATA_SOURCE)
 PAPERMILL ?= $(PYTHON) -m papermill --log-level WARNING
-# the reproduce config: configs/reproduce/cpu.yaml (CPU defaults) or configs/reproduce/paper.yaml (GPU, aguila-7b)
+# the reproduce config: configs/reproduce/cpu.yaml (CPU defaults), configs/reproduce/cpu-full.yaml (CPU, 128 edits,
+# results/*_full.json) or configs/reproduce/paper.yaml (GPU, aguila-7b)
 CONFIG ?= configs/reproduce/cpu.yaml
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 # Debian packages: Apertium English->Catalan, the offline translator of notebook 01

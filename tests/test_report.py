@@ -3,6 +3,7 @@ reported as "not run yet", deterministic bytes, and claim verdicts that follow t
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import re
@@ -35,11 +36,12 @@ def _claim(section_key: str, i: int = 0) -> str:
 
 
 def _check_sourced(text: str, results: dict) -> None:
-    """Every number of every table of each section comes from that section's results files (or the
-    published numbers)."""
+    """Every number of every table of each section comes from that section's results files, those of its
+    full run included (or the published numbers)."""
     sections = report.split_sections(text)
     for s in SECTIONS:
-        payloads = [results[n] for n in (*s.results, *s.optional) if n in results]
+        payloads = [results[n + x] for n in (*s.results, *s.optional) for x in ("", report.FULL_SUFFIX)
+                    if n + x in results]
         bad = report.unsourced_table_numbers(sections[s.title], payloads)
         assert not bad, f"{s.title}: numbers in tables not found in {s.results}: {bad[:5]}"
     assert not report.unsourced_table_numbers(sections["Published numbers used"], [])
@@ -440,3 +442,112 @@ def test_groups_without_variance_are_not_read_as_powered(tmp_path):
     text = report.build_report(synthetic(fig1=(66.7, 41.7, 0.0)), figures_dir=tmp_path, out_dir=tmp_path)
     fig1 = report.split_sections(text)[next(s.title for s in SECTIONS if s.key == "fig1")]
     assert "| MEMIT | ca | ES | 100.0 | 100.0 | 0.0 | [0.0, 0.0] | 0.0 | 12 / 12 | no variance |" in fig1
+
+
+# --------------------------------------------------------------------------- a larger run beside the CI default
+def _full_copy(payload: dict, n_edits: int = 128, **rows: tuple[float, float]) -> dict:
+    """A `_full` payload made from ``payload``: N_EDITS ``n_edits``, every row's n scaled to it, and the MEMIT
+    rows of ``rows`` (``"<group> <lang> <metric>"`` -> (mean, ci)) set."""
+    full = copy.deepcopy(payload)
+    scale = n_edits / full["parameters"]["N_EDITS"]
+    full["parameters"]["N_EDITS"] = n_edits
+    for r in full["metrics"]:
+        if r.get("n") is not None:
+            r["n"] = round(r["n"] * scale)
+        key = f"{r.get('group')} {r['lang']} {r['metric']}"
+        if r.get("model") == "MEMIT" and key in rows:
+            r["mean"], r["ci"] = rows[key]
+    return full
+
+
+def test_without_full_runs_the_report_is_as_before(committed):
+    """No `<name>_full.json` but the data set's full build: every section exactly as without the full-run logic
+    (which the data set's section never uses: it reports its full build itself)."""
+    text, results, out = committed
+    base = {k: v for k, v in results.items()
+            if not k.endswith(report.FULL_SUFFIX) or k == "01_dataset_translation_full"}
+    kw = {"results_dir": RESULTS, "figures_dir": FIGURES, "out_dir": out.parent}
+    plain = [dataclasses.replace(s, full_run=False) for s in SECTIONS]
+    before = report.build_report(base, sections=plain, **kw)
+    assert report.build_report(base, **kw) == before
+    assert "### full" not in before and "(full run" not in before and "on the full run" not in before
+    assert "results/01_dataset_translation_full.json" in before  # the full build, reported as it was
+    if base.keys() == results.keys():  # the committed results: no `_full` run yet
+        assert text == before
+
+
+def test_a_full_run_is_shown_beside_the_ci_default_and_judged(tmp_path, committed):
+    _, results, _ = committed
+    kw = {"figures_dir": FIGURES, "out_dir": ROOT}
+    data = {k: results[k] for k in ("01_dataset_translation", "01_dataset_translation_full", "02_crosslingual_memit",
+                                    "03_head_localization")}
+    claim = _claim("fig1", 2)
+    title = next(s.title for s in SECTIONS if s.key == "fig1")
+    n0 = results["02_crosslingual_memit"]["parameters"]["N_EDITS"]
+    plain = report.build_report(data, **kw)
+    for (hi, lo), status in (((70.0, 40.0), HOLDS), ((40.0, 70.0), FAILS)):
+        full = _full_copy(results["02_crosslingual_memit"], 128, **{
+            "J=1 en ES": (hi, 5.0), "J<=0.5 en ES": (lo, 5.0), "J=1 en PS": (hi, 5.0), "J<=0.5 en PS": (lo, 5.0)})
+        with_full = {**data, "02_crosslingual_memit_full": full}
+        text = report.build_report(with_full, **kw)
+        chunk = report.split_sections(text)[title]
+        # both runs' tables, headed with their n, the CI default first; the figure once, above both
+        assert chunk.index(f"### CI default (n = {n0})") < chunk.index("### full (n = 128)")
+        assert chunk.count("fig1_crosslingual_memit_ca_en.png") == 1
+        assert chunk.index("fig1_crosslingual_memit_ca_en.png") < chunk.index("### CI default")
+        assert f"| MEMIT | en | ES | {report.fmt(hi)} | {report.fmt(lo)} | " in chunk
+        assert f"| {report.fmt(n0 // 2, 'count')} / {report.fmt(n0 // 2, 'count')} |" in chunk  # the CI rows too
+        assert "`results/02_crosslingual_memit_full.json`" in chunk
+        assert not report.unsourced_table_numbers(chunk, [results["02_crosslingual_memit"], full])
+        # the verdict is the full run's, and says so
+        v = _verdicts(text)
+        assert v[claim] == status
+        assert f"- Fig. 1 (full run, n = 128): {claim} — **{status}**" in text
+        line = next(l for l in chunk.splitlines() if l.startswith(f"- *Claim:* {claim}"))
+        assert f"**{status}**: on the full run (n = 128): ES(en) after a Catalan edit is " in line
+        assert "(70.0, n=64)" in line or "(40.0, n=64)" in line
+        ci_status = _verdicts(plain)[claim]
+        assert line.endswith(f"; on the CI default run (n = {n0}): {ci_status}.")
+        assert "(judged on the full run, n = 128)" in chunk
+        # the other sections are exactly as without the full run
+        for s in SECTIONS:
+            if s.key != "fig1":
+                assert report.split_sections(text)[s.title] == report.split_sections(plain)[s.title], s.title
+    # the data set's full build is not a "full run" of its section
+    assert "### full" not in report.split_sections(plain)[next(s.title for s in SECTIONS if s.key == "dataset")]
+
+
+def test_a_full_run_of_synthetic_results(tmp_path):
+    kw = {"figures_dir": tmp_path, "out_dir": tmp_path}
+    data = synthetic(fig1=(50.0, 45.0, 30.0), memat=(0.0, 20.0))  # the CI default cannot tell
+    full = synthetic(fig1=(66.7, 41.7, 5.25), memat=(12.0, 3.5))
+    for name in ("02_crosslingual_memit", "04_memat", "05_scaling"):
+        data[name + "_full"] = full[name]
+    data["02_crosslingual_memit_full"]["parameters"]["N_EDITS"] = 128
+    data["05_scaling_full"]["edit_sizes"] = [10, 32, 100, 316]
+    text = report.build_report(data, **kw)
+    v = _verdicts(text)
+    assert v[_claim("fig1", 2)] == HOLDS and v[_claim("memat", 0)] == HOLDS
+    assert f"- Tables 1-2 (full run, n = 100): {_claim('memat', 0)} — **holds**" in text
+    assert f"- Fig. 9 (full run, n = 100): {_claim('ksweep', 0)}" in text  # the K sweep reads 04 too
+    assert "- Fig. 4 (full run, n = 10, 32, 100, 316 edits): " in text
+    scaling = report.split_sections(text)[next(s.title for s in SECTIONS if s.key == "scaling")]
+    assert "### CI default (n = 10, 100, 1,000 edits)" in scaling  # from I_RANGE [4, 8, 12]
+    assert "### full (n = 10, 32, 100, 316 edits)" in scaling
+    assert f"on the CI default run (n = 24): {CANNOT_TELL}" in text
+    _check_sourced(text, data)
+    # a full run without its CI default: shown alone, judged, the CI default said to be missing
+    del data["02_crosslingual_memit"]
+    text = report.build_report(data, **kw)
+    chunk = report.split_sections(text)[next(s.title for s in SECTIONS if s.key == "fig1")]
+    assert f"CI default: {NOT_RUN} (missing: `results/02_crosslingual_memit.json`)" in chunk
+    assert "### full (n = 128)" in chunk and "### CI default" not in chunk
+    assert _verdicts(text)[_claim("fig1", 2)] == HOLDS
+    assert "; on the CI default run" not in chunk
+
+
+def test_run_size():
+    assert report.run_size({"parameters": {"N_EDITS": 1000}}) == "n = 1,000"
+    assert report.run_size({"parameters": {"I_RANGE": [8, 10]}, "edit_sizes": [100, 316, 100]}) == "n = 100, 316 edits"
+    assert report.run_size({"parameters": {"I_RANGE": [8, 16]}}) == "n = 100, 10,000 edits"
+    assert report.run_size({}) == report.run_size(None) == "n not recorded"

@@ -156,7 +156,9 @@ def _add_report(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
             "Write paper.md: for each figure and table of the paper, our figure, tables computed from "
             "results/*.json, the published numbers beside ours (memat.published), the setting of our run, "
             "and which of the paper's claims hold on our model. Sections whose results are missing say "
-            "'not run yet'. Same inputs, same bytes; written atomically."
+            "'not run yet'. A section whose results also exist as results/<name>_full.json (the larger run "
+            "of configs/reproduce/cpu-full.yaml) shows both runs and judges its claims on the full one. "
+            "Same inputs, same bytes; written atomically."
         ),
     )
     p.add_argument("--out", default=None, help="output file (default: <project>/paper.md)")

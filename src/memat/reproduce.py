@@ -7,7 +7,10 @@ scale on a GPU) lists the notebooks in run order with the parameters to pass::
     description: free text
     runs_dir: runs                  # executed notebooks and their stamps (relative to the project root)
     kernel: python3                 # Jupyter kernel name
-    report: {out: paper.md, suffix: ""}   # the report rebuilt at the end; `report: false` skips it
+    report: {out: paper.md, suffix: ""}   # the report rebuilt at the end; `report: false` skips it. A
+                                          # report of suffix `_full` (configs/reproduce/cpu-full.yaml, a
+                                          # larger run of the CPU defaults) is followed by paper.md, which
+                                          # shows the `_full` results beside the defaults (memat.report)
     notebooks:
       - name: 01_dataset_translation        # notebooks/<name>.ipynb
       - name: 02_crosslingual_memit
@@ -84,6 +87,9 @@ PLANNED: dict[str, tuple[str, ...]] = {
 #: Files of the package hash that do not change what a notebook computes (paths relative to the root).
 PACKAGE_EXCLUDE: tuple[str, ...] = ("configs/reproduce/*", "src/memat/reproduce.py", "src/memat/report.py",
                                     "src/memat/cli.py", "src/memat/published.py")
+
+#: The default report (``memat report``), which shows ``results/<name>_full.json`` beside ``results/<name>.json``.
+DEFAULT_REPORT = "paper.md"
 
 STAMP_VERSION = 1
 Executor = Callable[[Path, Path, dict, Path, str], None]
@@ -424,7 +430,18 @@ def format_plan(items: Sequence[PlanItem], config: ReproduceConfig | None = None
         lines.append(f"  {action:<4}  {it.name:<{width}}  {why}")
     if config and config.report:
         lines.append(f"  then  {config.report['out']} from results/*{config.report['suffix']}.json (memat report)")
+        if _also_default_report(config.report):
+            lines.append(f"  then  {DEFAULT_REPORT} from results/*.json, the {config.report['suffix']} results beside "
+                         "the defaults (memat report)")
     return "\n".join(lines)
+
+
+def _also_default_report(report: Mapping | None) -> bool:
+    """Whether a run of this config also rebuilds :data:`DEFAULT_REPORT`: its results are the larger run of the
+    CPU defaults (suffix ``_full``), which that report shows beside them, and it writes another file."""
+    from .report import FULL_SUFFIX
+
+    return bool(report) and report["suffix"] == FULL_SUFFIX and Path(report["out"]).as_posix() != DEFAULT_REPORT
 
 
 # --------------------------------------------------------------------------- running
@@ -494,9 +511,13 @@ def reproduce(config: ReproduceConfig, *, force: bool = False, only: Sequence[st
     if report and config.report:
         from .report import write_report
 
-        out = write_report(config.root / config.report["out"], results_dir=config.results_dir,
-                           figures_dir=config.root / "figures", suffix=config.report["suffix"])
-        log(f"report: {out.relative_to(config.root) if out.is_relative_to(config.root) else out}")
+        reports = [(config.report["out"], config.report["suffix"])]
+        if _also_default_report(config.report):
+            reports.append((DEFAULT_REPORT, ""))
+        for out_name, suffix in reports:
+            out = write_report(config.root / out_name, results_dir=config.results_dir,
+                               figures_dir=config.root / "figures", suffix=suffix)
+            log(f"report: {out.relative_to(config.root) if out.is_relative_to(config.root) else out}")
     return done
 
 
