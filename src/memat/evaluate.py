@@ -310,7 +310,8 @@ def score_continuations(
     if cache is True and hooked:
         raise ValueError("score_continuations: cache=True on a model with forward hooks (scores would not follow "
                          "its weights); use cache='auto' or False")
-    use_cache = bool(cache) and not hooked
+    # weights offloaded to the meta device (device_map with disk offload) cannot be fingerprinted
+    use_cache = bool(cache) and not hooked and not any(p.device.type == "meta" for p in lm.model.parameters())
     if use_cache:
         path, key = _scores_path(lm, encoded, method)
         if path.is_file():
