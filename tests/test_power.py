@@ -119,6 +119,79 @@ def test_two_groups():
     assert np.mean(np.abs(a - b) > Z975 * se_obs) == pytest.approx(0.8, abs=0.03)
 
 
+# --------------------------------------------------------------------------- two independent rates
+def _wilson_by_hand(s: int, n: int, z: float = Z975) -> tuple[float, float]:
+    p = s / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+def test_newcombe_by_hand():
+    # 12 of 12: centre = half = (1 + z^2/24) / (1 + z^2/12) = 0.878753, so l1 = 1 - 2 * (1 - 0.878753) = 0.757506
+    l1, u1 = 1 - 2 * (1 - (1 + Z975 ** 2 / 24) / (1 + Z975 ** 2 / 12)), 1.0
+    assert l1 == pytest.approx(0.757506, abs=1e-6)
+    # 6 of 12: centre 0.5, half = z / (1 + z^2/12) * sqrt(1/48 + z^2/576) = 0.246218
+    half2 = Z975 / (1 + Z975 ** 2 / 12) * math.sqrt(1 / 48 + Z975 ** 2 / 576)
+    l2, u2 = 0.5 - half2, 0.5 + half2
+    assert (l2, u2) == (pytest.approx(0.253782, abs=1e-6), pytest.approx(0.746218, abs=1e-6))
+    assert wilson_interval(12, 12) == (pytest.approx(l1), 1.0)
+    assert wilson_interval(6, 12) == (pytest.approx(l2), pytest.approx(u2))
+    # method 10: lo = d - sqrt((p1 - l1)^2 + (u2 - p2)^2), hi = d + sqrt((u1 - p1)^2 + (p2 - l2)^2)
+    lo = 0.5 - math.sqrt((1 - l1) ** 2 + (u2 - 0.5) ** 2)  # 0.5 - sqrt(0.242494^2 + 0.246218^2) = 0.154418
+    hi = 0.5 + math.sqrt((1 - u1) ** 2 + (0.5 - l2) ** 2)  # 0.5 + 0.246218 = 0.746218
+    assert (lo, hi) == (pytest.approx(0.154418, abs=1e-6), pytest.approx(0.746218, abs=1e-6))
+    assert power.newcombe_interval(1.0, 12, 0.5, 12) == (pytest.approx(lo, rel=1e-6), pytest.approx(hi, rel=1e-6))
+    # antisymmetric: p2 - p1 has the mirrored interval
+    assert power.newcombe_interval(0.5, 12, 1.0, 12) == (pytest.approx(-hi, rel=1e-6), pytest.approx(-lo, rel=1e-6))
+    # and at 90% it is narrower
+    lo90, hi90 = power.newcombe_interval(1.0, 12, 0.5, 12, level=0.90)
+    assert lo < lo90 < 0.5 < hi90 < hi
+
+
+def test_newcombe_does_not_collapse_at_the_edges():
+    # 12/12 against 12/12 (and 0/12 against 0/12): the normal approximation gives [0, 0]; Newcombe +- (1 - l1)
+    w = 1 - wilson_interval(12, 12)[0]  # 0.242494
+    for p in (1.0, 0.0):
+        lo, hi = power.newcombe_interval(p, 12, p, 12)
+        assert (lo, hi) == (pytest.approx(-w), pytest.approx(w)) and hi - lo > 0.48
+    assert two_group_comparison(100.0, 0.0, 100.0, 0.0).mde == 0.0  # what the normal approximation said
+    # the Wilson-based se: (u - l) / (2 z) per group, z / (2 (n + z^2)) at p = 1
+    se1 = Z975 / (2 * (12 + Z975 ** 2))
+    assert se1 == pytest.approx(w / (2 * Z975))
+    assert power.two_proportion_se(1.0, 12, 1.0, 12) == pytest.approx(math.hypot(se1, se1), rel=1e-6)  # 0.0875
+    mde = power.two_proportion_detectable(1.0, 12, 1.0, 12)
+    assert mde == pytest.approx((Z975 + Z80) * math.sqrt(2) * se1, rel=1e-6) and mde > 0.24  # 0.245
+    # in percent, as the report uses it: an interval containing 0 and a positive detectable difference
+    c = power.two_proportion_comparison(100.0, 12, 100.0, 12, scale=100.0)
+    assert c.diff == 0.0 and c.lo == pytest.approx(-100 * w) and c.hi == pytest.approx(100 * w)
+    assert c.mde == pytest.approx(100 * mde) and c.cannot_tell(10.0)  # 24.5 points > 10: cannot tell at n = 12
+    # the se near p = 1/2: the normal one shrunk by sqrt(1 + z^2/n) / (1 + z^2/n)
+    k = 1 + Z975 ** 2 / 12
+    assert power.two_proportion_se(0.5, 12, 0.5, 12) == pytest.approx(math.sqrt(2 * 0.25 / 12) * math.sqrt(k) / k,
+                                                                      rel=1e-5)
+    # nothing to compare
+    assert all(math.isnan(x) for x in power.newcombe_interval(float("nan"), 12, 0.5, 12))
+    assert math.isnan(power.two_proportion_se(0.5, 0, 0.5, 12))
+
+
+def test_newcombe_coverage_simulated():
+    # the 95% Newcombe interval covers the true difference about 95% of the time, even near the edge
+    rng = np.random.default_rng(2)
+    n, p1, p2, reps = 12, 0.95, 0.7, 2000
+    s1, s2 = rng.binomial(n, p1, reps), rng.binomial(n, p2, reps)
+    cover = [lo <= p1 - p2 <= hi for lo, hi in (power.newcombe_interval(a / n, n, b / n, n) for a, b in zip(s1, s2))]
+    assert np.mean(cover) == pytest.approx(0.95, abs=0.03)
+
+
+def test_paired_without_variance():
+    c = paired_comparison(0.0, 0.0, mde=0.0, n=24)
+    assert c.no_variance and not c.cannot_tell(10.0) and not c.cannot_tell(0.0)
+    assert not paired_comparison(0.0, 0.0, mde=0.0).no_variance  # n unknown: as before
+    assert not paired_comparison(0.0, 0.0, n=0).no_variance and not paired_comparison(1.0, 2.0, n=24).no_variance
+
+
 # --------------------------------------------------------------------------- the verdict rule
 @pytest.mark.parametrize("lo,hi,mde,effect,blind", [
     (-5.0, 20.0, 30.0, 10.0, True),   # straddles 0, cannot detect 10 points: cannot tell

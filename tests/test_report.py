@@ -51,11 +51,13 @@ def _check_sourced(text: str, results: dict) -> None:
 METRICS9 = ("ES", "PS", "NS", "EM", "PM", "NM", "EA", "PA", "NA")
 
 
-def fig1_results(es_j1: float = 66.7, es_j05: float = 41.7, ci: float = 5.25) -> dict:
+def fig1_results(es_j1: float = 66.7, es_j05: float = 41.7, ci: float = 5.25, n_group: int = 12) -> dict:
+    """``n_group`` cases per Jaccard group: the J=1 − J<=0.5 comparisons of rates read their n (Wilson-based
+    intervals), those of magnitudes their ``ci``."""
     rows = []
     for model, shift in (("unedited", -30.0), ("MEMIT", 0.0)):
         for group, base in (("all", (es_j1 + es_j05) / 2), ("J=1", es_j1), ("J<=0.5", es_j05)):
-            n = 24 if group == "all" else 12
+            n = 2 * n_group if group == "all" else n_group
             for lang in ("ca", "en"):
                 for m in METRICS9:
                     v = 100.0 if (lang == "ca" and m == "ES" and model == "MEMIT") else base + shift
@@ -196,15 +198,19 @@ def test_committed_claims_read_the_numbers(committed):
     m = results["02_crosslingual_memit"]["metrics"]
     hi = report.value(m, model="MEMIT", lang="en", metric="ES", group="J=1")
     lo = report.value(m, model="MEMIT", lang="en", metric="ES", group="J<=0.5")
-    # both J=1 - J<=0.5 differences (ES, PS in en) straddle 0 with a detectable difference above 10 points?
+    # both J=1 - J<=0.5 differences (ES, PS in en: rates) straddle 0 with a detectable difference above 10
+    # points? (Newcombe's interval and the Wilson-based se, from each group's mean and n)
     effect = pub.published("magnitude_gain").value
     blind = []
     for metric in ("ES", "PS"):
         a = report.one(m, model="MEMIT", lang="en", metric=metric, group="J=1")
         b = report.one(m, model="MEMIT", lang="en", metric=metric, group="J<=0.5")
-        se = math.hypot(a["ci"] / 1.959964, b["ci"] / 1.959964)
-        d = a["mean"] - b["mean"]
-        blind.append(d - 1.959964 * se <= 0 <= d + 1.959964 * se and 2.801585 * se > effect)
+        (l1, u1), (l2, u2) = _wilson(a["mean"] / 100, a["n"]), _wilson(b["mean"] / 100, b["n"])
+        p1, p2 = a["mean"] / 100, b["mean"] / 100
+        d = p1 - p2
+        d_lo, d_hi = d - math.hypot(p1 - l1, u2 - p2), d + math.hypot(u1 - p1, p2 - l2)
+        se = math.hypot(u1 - l1, u2 - l2) / (2 * 1.959964)
+        blind.append(d_lo <= 0 <= d_hi and 100 * 2.801585 * se > effect)
     if all(blind):
         assert v[_claim("fig1", 2)] == CANNOT_TELL
     else:
@@ -301,7 +307,7 @@ def test_synthetic_report_is_complete_and_sourced(tmp_path):
 
 
 @pytest.mark.parametrize("section,index,good,bad", [
-    ("fig1", 2, {"fig1": (66.7, 41.7)}, {"fig1": (41.7, 66.7)}),
+    ("fig1", 2, {"fig1": (66.7, 41.7, 5.25, 64)}, {"fig1": (41.7, 66.7, 5.25, 64)}),
     ("heads", 0, {"heads": (0.8,)}, {"heads": (0.6,)}),
     ("heads", 1, {"heads": (0.8,)}, {"heads": (0.6,)}),
     ("memat", 0, {"memat": (12.0,)}, {"memat": (-3.0,)}),
@@ -323,11 +329,11 @@ def test_claims_flip_with_the_numbers(tmp_path, section, index, good, bad):
 
 def test_claim_detail_states_the_numbers(tmp_path):
     kw = {"figures_dir": tmp_path, "out_dir": tmp_path}
-    text = report.build_report(synthetic(fig1=(66.7, 41.7)), **kw)
-    assert ("**holds**: ES(en) after a Catalan edit is higher for J=1 subjects (66.7, n=12) than for J<=0.5 "
-            "(41.7, n=12)") in text
-    text = report.build_report(synthetic(fig1=(41.7, 66.7)), **kw)
-    assert "**does not hold**: ES(en) after a Catalan edit is not higher for J=1 subjects (41.7, n=12)" in text
+    text = report.build_report(synthetic(fig1=(66.7, 41.7, 5.25, 64)), **kw)
+    assert ("**holds**: ES(en) after a Catalan edit is higher for J=1 subjects (66.7, n=64) than for J<=0.5 "
+            "(41.7, n=64)") in text
+    text = report.build_report(synthetic(fig1=(41.7, 66.7, 5.25, 64)), **kw)
+    assert "**does not hold**: ES(en) after a Catalan edit is not higher for J=1 subjects (41.7, n=64)" in text
 
 
 def test_a_judge_that_lacks_its_rows_says_not_measured(tmp_path):
@@ -378,11 +384,15 @@ def test_report_shows_the_detectable_differences(tmp_path):
     chunk = report.split_sections(text)[next(s.title for s in SECTIONS if s.key == "memat")]
     # paired cells 12.2 +- 3.5 (no mde recorded): detectable 3.5 / 1.96 * 2.80 = 5.0, none "cannot tell"
     assert "| CE* | en | 5.0 | 5.0 | 5.0 | 24 |" in chunk and not any("†" in r for r in report.table_rows(chunk))
-    # Fig. 1: J=1 - J<=0.5 = 25.0 with se = sqrt(2) * 5.25 / 1.96 = 3.788: [17.6, 32.4], detectable 10.6
+    # Fig. 1, rates of 12 cases per group: Newcombe's interval from the Wilson intervals (the ci of 5.25 is not
+    # used). 66.7 - 41.7 = 25.0: Wilson(0.667, 12) = [0.391, 0.862], Wilson(0.417, 12) = [0.193, 0.681];
+    # lo = 25.0 - 100 sqrt(0.276^2 + 0.264^2) = -13.2, hi = 25.0 + 100 sqrt(0.195^2 + 0.224^2) = 54.7;
+    # se = hypot(0.471, 0.487) / 3.92 = 0.173, detectable 2.80 * 17.3 = 48.4
     fig1 = report.split_sections(text)[next(s.title for s in SECTIONS if s.key == "fig1")]
-    assert "| MEMIT | en | ES | 66.7 | 41.7 | 25.0 | [17.6, 32.4] | 10.6 | 12 / 12 | differs |" in fig1
-    # 100 against 100 with the same se: [-7.4, 7.4], and 10.6 > 10 points: this n cannot tell
-    assert f"| MEMIT | ca | ES | 100.0 | 100.0 | 0.0 | [-7.4, 7.4] | 10.6 | 12 / 12 | {CANNOT_TELL} |" in fig1
+    assert f"| MEMIT | en | ES | 66.7 | 41.7 | 25.0 | [-13.2, 54.7] | 48.4 | 12 / 12 | {CANNOT_TELL} |" in fig1
+    # 100 against 100 (12 of 12 each): +- 100 (1 - 0.7575) = [-24.2, 24.2], detectable 2.80 * 100 * sqrt(2) *
+    # 0.2425 / 3.92 = 24.5 > 10 points: this n cannot tell (the normal approximation said [0.0, 0.0] and 0.0)
+    assert f"| MEMIT | ca | ES | 100.0 | 100.0 | 0.0 | [-24.2, 24.2] | 24.5 | 12 / 12 | {CANNOT_TELL} |" in fig1
     # a recorded mde is shown as it is; a cell straddling 0 with mde above 10 points is marked
     data["04_memat"]["gains"][0].update(mean=1.0, mde=33.3)  # CC ca EM: 1.0 +- 3.5
     text = report.build_report(data, figures_dir=tmp_path, out_dir=tmp_path)
@@ -413,12 +423,12 @@ def test_cannot_tell_at_this_n(tmp_path, claim_of):
     blind = synthetic(fig1=(50.0, 45.0, 30.0), memat=(0.0, 20.0))
     v = _verdicts(report.build_report(blind, **kw))[claim]
     assert v == CANNOT_TELL
-    # straddling 0 but able to detect 10 points (detectable 5.0 / 4.0): the verdict stands
-    powered = synthetic(fig1=(50.0, 49.0, 2.0), memat=(-0.5, 3.5))
+    # straddling 0 but able to detect 10 points (detectable 6.3 with 1,000 cases per group / 4.0): the verdict stands
+    powered = synthetic(fig1=(50.0, 49.0, 2.0, 1000), memat=(-0.5, 3.5))
     v = _verdicts(report.build_report(powered, **kw))[claim]
     assert v == (HOLDS if claim_of[0] == "fig1" else FAILS)  # J=1 above J<=0.5; MEMAT below MEMIT
     # significant: the verdict stands (as in test_claims_flip_with_the_numbers)
-    sig = synthetic(fig1=(66.7, 41.7, 5.25), memat=(12.0, 3.5))
+    sig = synthetic(fig1=(66.7, 41.7, 5.25, 64), memat=(12.0, 3.5))
     assert _verdicts(report.build_report(sig, **kw))[claim] == HOLDS
     # results without paired rows (gains) keep the old verdicts for Tables 1-2
     if claim_of[0] == "memat":
@@ -430,18 +440,66 @@ def test_cannot_tell_states_what_it_compared_against(tmp_path):
     text = report.build_report(synthetic(fig1=(50.0, 45.0, 30.0)), figures_dir=tmp_path, out_dir=tmp_path)
     line = next(l for l in text.splitlines() if l.startswith("- *Claim:* transfer to L2 is weaker"))
     assert f"**{CANNOT_TELL}**" in line
-    # difference 5.0, se = sqrt(2) * 30 / 1.96 = 21.65: interval [-37.4, 47.4], detectable 60.6
-    assert "difference 5.0, 95% interval [-37.4, 47.4], detectable difference 60.6" in line
+    # difference 5.0 of two rates of 12 cases: Wilson(0.50, 12) = [0.254, 0.746], Wilson(0.45, 12) = [0.217, 0.707];
+    # Newcombe [5.0 - 100 hypot(0.246, 0.257), 5.0 + 100 hypot(0.246, 0.233)] = [-30.6, 38.9];
+    # se = hypot(0.492, 0.491) / 3.92 = 0.177, detectable 49.7
+    assert "difference 5.0, 95% interval [-30.6, 38.9], detectable difference 49.7" in line
     assert "above 10 points, compared against the abstract's 10-point magnitude gain" in line
     assert "by direction alone the verdict would be 'holds'" in line
     fig1 = report.split_sections(text)[next(s.title for s in SECTIONS if s.key == "fig1")]
-    assert f"| MEMIT | en | ES | 50.0 | 45.0 | 5.0 | [-37.4, 47.4] | 60.6 | 12 / 12 | {CANNOT_TELL} |" in fig1
+    assert f"| MEMIT | en | ES | 50.0 | 45.0 | 5.0 | [-30.6, 38.9] | 49.7 | 12 / 12 | {CANNOT_TELL} |" in fig1
 
 
-def test_groups_without_variance_are_not_read_as_powered(tmp_path):
-    text = report.build_report(synthetic(fig1=(66.7, 41.7, 0.0)), figures_dir=tmp_path, out_dir=tmp_path)
+def _wilson(p: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    denom = 1 + z * z / n
+    centre, half = (p + z * z / (2 * n)) / denom, z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def test_rates_at_100_percent_in_both_groups_keep_their_n(tmp_path):
+    # every case at 100% in both groups, ci 0: the normal approximation would say [0.0, 0.0] and 0.0
+    data = synthetic(fig1=(66.7, 41.7, 0.0))
+    text = report.build_report(data, figures_dir=tmp_path, out_dir=tmp_path)
     fig1 = report.split_sections(text)[next(s.title for s in SECTIONS if s.key == "fig1")]
-    assert "| MEMIT | ca | ES | 100.0 | 100.0 | 0.0 | [0.0, 0.0] | 0.0 | 12 / 12 | no variance |" in fig1
+    row = next(r for r in report.table_rows(fig1) if r.startswith("| MEMIT | ca | ES |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    lo, hi = (float(x) for x in cells[6].strip("[]").split(", "))
+    mde = float(cells[7])
+    l1, u1 = _wilson(1.0, 12)  # [0.7575, 1]
+    assert lo < 0 < hi and (lo, hi) == (pytest.approx(-100 * (1 - l1), abs=0.05), pytest.approx(100 * (1 - l1), abs=0.05))
+    assert mde > 0 and mde == pytest.approx(2.801585 * 100 * math.hypot(*[(u1 - l1) / (2 * 1.959964)] * 2), abs=0.05)
+    assert cells[9] == CANNOT_TELL and "no variance" not in fig1  # 24.5 points > 10: this n cannot tell
+    _check_sourced(text, data)
+    # a magnitude keeps the normal approximation, and without variance still reads "no variance"
+    a = {"mean": 50.0, "ci": 0.0, "n": 12}
+    c = report.jaccard_comparison("EM", a, dict(a))
+    assert (c.lo, c.hi, c.mde) == (0.0, 0.0, 0.0) and report.at_this_n(c, 10.0) == "no variance"
+    c = report.jaccard_comparison("ES", dict(a, mean=100.0), dict(a, mean=100.0))
+    assert c.lo < 0 < c.hi and c.mde > 0 and report.at_this_n(c, 10.0) == CANNOT_TELL
+    # a rate without n falls back to the normal approximation
+    c = report.jaccard_comparison("ES", {"mean": 60.0, "ci": 9.8}, {"mean": 50.0, "ci": 9.8})
+    assert (c.lo, c.hi) == (pytest.approx(10 - 1.959964 * math.hypot(5, 5), rel=1e-4),
+                            pytest.approx(10 + 1.959964 * math.hypot(5, 5), rel=1e-4))
+
+
+def test_paired_cells_without_variance(tmp_path):
+    data = synthetic()
+    for r in data["04_memat"]["gains"]:
+        if r["setting"] == "EE" and r["lang"] == "en" and r["metric"] == "NS":
+            r.update(mean=0.0, ci=0.0, mde=0.0)
+    text = report.build_report(data, figures_dir=tmp_path, out_dir=tmp_path)
+    chunk = report.split_sections(text)[next(s.title for s in SECTIONS if s.key == "memat")]
+    assert "| EE | en | n/a (no variance) | 5.0 | 5.0 | 24 |" in chunk  # columns NS, EM, PM
+    assert "*n/a (no variance)*: every per-case difference of the cell is the same" in chunk
+    assert not any("†" in r for r in report.table_rows(chunk))
+    _check_sourced(text, data)
+    # never "cannot tell": even a recorded mde above 10 points on a cell without variance
+    row = {"setting": "EE", "lang": "en", "metric": "NS", "mean": 0.0, "ci": 0.0, "n": 24, "mde": 33.3}
+    assert report.gain_comparison(row).no_variance and not report.gain_comparison(row).cannot_tell(10.0)
+    assert not report.gain_comparison(dict(row, n=None)).no_variance
+    # the claims say how many cells had no variance
+    v = report.with_power(report.Verdict(HOLDS, "x"), [("a", report.gain_comparison(row))], 10.0, "y", "paired cell")
+    assert v.status == HOLDS and "1 of the 1 paired cells have no variance" in v.detail
 
 
 # --------------------------------------------------------------------------- a larger run beside the CI default
@@ -520,7 +578,7 @@ def test_a_full_run_is_shown_beside_the_ci_default_and_judged(tmp_path, committe
 def test_a_full_run_of_synthetic_results(tmp_path):
     kw = {"figures_dir": tmp_path, "out_dir": tmp_path}
     data = synthetic(fig1=(50.0, 45.0, 30.0), memat=(0.0, 20.0))  # the CI default cannot tell
-    full = synthetic(fig1=(66.7, 41.7, 5.25), memat=(12.0, 3.5))
+    full = synthetic(fig1=(66.7, 41.7, 5.25, 64), memat=(12.0, 3.5))
     for name in ("02_crosslingual_memit", "04_memat", "05_scaling"):
         data[name + "_full"] = full[name]
     data["02_crosslingual_memit_full"]["parameters"]["N_EDITS"] = 128

@@ -28,8 +28,24 @@ this project:
 
 * from a normal-approximation half-width ``ci`` at level ``L``: ``se = ci / z_L`` (``ci = 1.96 se`` at 95%);
 * paired differences ``d_i`` (the same ``n`` cases under two methods): ``se = sd(d) / sqrt(n)`` (``ddof=1``);
-* two independent groups (J=1 and J<=0.5 cases): ``se = sqrt(se1^2 + se2^2)``; the difference's interval at
-  level ``L`` is ``(m1 - m2) +- z_L * se``.
+* two independent groups (J=1 and J<=0.5 cases) of a magnitude: ``se = sqrt(se1^2 + se2^2)``; the
+  difference's interval at level ``L`` is ``(m1 - m2) +- z_L * se``;
+* two independent groups of a *rate* (success or accuracy, a proportion): the normal approximation collapses
+  when a group is at 0 or 1 in every case (``ci = 0``, hence ``se = 0``, an interval [0, 0] and a detectable
+  difference of 0, although 12 of 12 is compatible with a true rate of 0.76). Instead each group's standard
+  error is read off its Wilson interval ``[l_i, u_i]``, ``se_i = (u_i - l_i) / (2 z_L)``, and
+  ``se = sqrt(se1^2 + se2^2)`` as above (:func:`two_proportion_se`). At ``p = 1`` it is ``z_L / (2 (n + z_L^2))``
+  (0.0619 at n = 12, 95%), never 0; at ``p = 1/2`` it is ``sqrt(p (1 - p) / n)`` shrunk by a factor
+  ``sqrt(1 + z^2 / n) / (1 + z^2 / n)`` (0.87 at n = 12, tending to 1 as n grows). The difference's interval is
+  Newcombe's hybrid score interval (method 10 of Newcombe 1998, *Stat. Med.* 17:873), built from the two
+  Wilson intervals (:func:`newcombe_interval`)::
+
+      d  = p1 - p2
+      lo = d - sqrt((p1 - l1)^2 + (u2 - p2)^2)
+      hi = d + sqrt((u1 - p1)^2 + (p2 - l2)^2)
+
+  It lies in [-1, 1] and has a non-zero width when both groups are at 0 or 1 (12/12 against 12/12 at 95%:
+  [-0.2425, 0.2425]).
 
 **Verdict.** A comparison *cannot tell at this n* when its interval contains 0 and its detectable difference
 exceeds the effect the paper reports (in absolute value): a null result then says nothing about the claim.
@@ -57,6 +73,10 @@ __all__ = [
     "paired_detectable",
     "two_group_se",
     "two_group_comparison",
+    "newcombe_interval",
+    "two_proportion_se",
+    "two_proportion_detectable",
+    "two_proportion_comparison",
     "paired_comparison",
     "straddles_zero",
     "cannot_tell",
@@ -145,10 +165,14 @@ class Comparison:
     lo: float
     hi: float
     mde: float
+    #: A paired difference whose per-case differences are all equal (``ci == 0`` at ``n > 0``): its test has
+    #: no variance to size a detectable difference from, and it is never judged *cannot tell*.
+    no_variance: bool = False
 
     def cannot_tell(self, effect: float) -> bool:
-        """Whether this comparison cannot tell an effect of size ``effect`` (see :func:`cannot_tell`)."""
-        return cannot_tell(self.lo, self.hi, self.mde, effect)
+        """Whether this comparison cannot tell an effect of size ``effect`` (see :func:`cannot_tell`); never
+        for a comparison without variance (:attr:`no_variance`)."""
+        return not self.no_variance and cannot_tell(self.lo, self.hi, self.mde, effect)
 
 
 def two_group_comparison(mean1: float, ci1: float, mean2: float, ci2: float, level: float = 0.95,
@@ -162,11 +186,68 @@ def two_group_comparison(mean1: float, ci1: float, mean2: float, ci2: float, lev
 
 
 def paired_comparison(mean: float, ci: float, level: float = 0.95, mde: float | None = None,
-                      alpha: float = 0.05, power: float = 0.8) -> Comparison:
-    """A paired difference reported as ``mean +- ci`` at ``level``; ``mde`` as recorded, else from ``ci``."""
+                      alpha: float = 0.05, power: float = 0.8, n: float | None = None) -> Comparison:
+    """A paired difference reported as ``mean +- ci`` at ``level``; ``mde`` as recorded, else from ``ci``.
+    With its number of cases ``n``, a ``ci`` of 0 at ``n > 0`` marks it :attr:`Comparison.no_variance`."""
     if mde is None or (isinstance(mde, float) and math.isnan(mde)):
         mde = float(detectable_from_ci(ci, level, alpha, power))
-    return Comparison(mean, mean - ci, mean + ci, float(mde))
+    flat = n is not None and not math.isnan(float(n)) and n > 0 and ci == 0
+    return Comparison(mean, mean - ci, mean + ci, float(mde), flat)
+
+
+def _wilson_of_rate(p: float, n: float, level: float) -> tuple[float, float]:
+    return wilson_interval(p * n, n, level)
+
+
+def _nan_rates(p1: float, n1: float, p2: float, n2: float) -> bool:
+    return any(x is None or math.isnan(float(x)) for x in (p1, n1, p2, n2)) or n1 <= 0 or n2 <= 0
+
+
+def newcombe_interval(p1: float, n1: float, p2: float, n2: float, level: float = 0.95) -> tuple[float, float]:
+    """Newcombe's hybrid score interval (method 10) at ``level`` for ``p1 - p2``, the difference of two
+    independent proportions ``p1`` (of ``n1``) and ``p2`` (of ``n2``), proportions in [0, 1]:
+    ``lo = d - sqrt((p1 - l1)^2 + (u2 - p2)^2)``, ``hi = d + sqrt((u1 - p1)^2 + (p2 - l2)^2)`` with ``d = p1 - p2``
+    and ``[l_i, u_i]`` the Wilson interval of group ``i`` (:func:`wilson_interval`, ``successes = p_i n_i``).
+    ``(nan, nan)`` when an input is nan or an ``n`` is not positive."""
+    if _nan_rates(p1, n1, p2, n2):
+        return float("nan"), float("nan")
+    l1, u1 = _wilson_of_rate(p1, n1, level)
+    l2, u2 = _wilson_of_rate(p2, n2, level)
+    d = p1 - p2
+    return d - math.hypot(p1 - l1, u2 - p2), d + math.hypot(u1 - p1, p2 - l2)
+
+
+def two_proportion_se(p1: float, n1: float, p2: float, n2: float, level: float = 0.95) -> float:
+    """Standard error of ``p1 - p2`` (two independent proportions) that does not collapse at 0 or 1: each
+    group's ``se_i = (u_i - l_i) / (2 z_level)`` from its Wilson interval ``[l_i, u_i]`` at ``level`` (the
+    half-width a normal interval of the same width would have, divided by ``z``), then
+    ``sqrt(se1^2 + se2^2)``. At ``p = 1`` (or 0) ``se_i = z / (2 (n + z^2))``, positive (0.0619 at n = 12, 95%);
+    near ``p = 1/2`` it is a little below the normal ``sqrt(p (1 - p) / n)`` (by 13% at n = 12, less as n
+    grows). nan when an input is nan or an ``n`` is not positive."""
+    if _nan_rates(p1, n1, p2, n2):
+        return float("nan")
+    z = z_level(level)
+    l1, u1 = _wilson_of_rate(p1, n1, level)
+    l2, u2 = _wilson_of_rate(p2, n2, level)
+    return two_group_se((u1 - l1) / (2 * z), (u2 - l2) / (2 * z))
+
+
+def two_proportion_detectable(p1: float, n1: float, p2: float, n2: float, level: float = 0.95,
+                              alpha: float = 0.05, power: float = 0.8) -> float:
+    """:func:`detectable_difference` of ``p1 - p2`` with the Wilson-based :func:`two_proportion_se`: positive
+    even when both groups are at 0 or 1 (12/12 against 12/12: 0.245 at 80% power, 5% level)."""
+    return float(detectable_difference(two_proportion_se(p1, n1, p2, n2, level), alpha, power))
+
+
+def two_proportion_comparison(rate1: float, n1: float, rate2: float, n2: float, level: float = 0.95,
+                              alpha: float = 0.05, power: float = 0.8, scale: float = 1.0) -> Comparison:
+    """``rate1 - rate2`` of two independent groups of a rate given on ``scale`` (1 for proportions, 100 for
+    percent), with ``n1``, ``n2`` cases: the difference, Newcombe's interval (:func:`newcombe_interval`) and
+    the detectable difference (:func:`two_proportion_detectable`), all on ``scale``."""
+    p1, p2 = rate1 / scale, rate2 / scale
+    lo, hi = newcombe_interval(p1, n1, p2, n2, level)
+    mde = two_proportion_detectable(p1, n1, p2, n2, level, alpha, power)
+    return Comparison(float(rate1 - rate2), scale * lo, scale * hi, scale * mde)
 
 
 def straddles_zero(lo: float, hi: float) -> bool:

@@ -11,10 +11,17 @@ measured*, with the numbers that decided it. A section whose results file is mis
 Intervals that say what they can detect (:mod:`memat.power`): every paired MEMAT − MEMIT cell (Tables 1-2)
 and every J=1 against J<=0.5 comparison (Fig. 1) is shown with its 95% interval and the smallest difference
 its test detects at the n used (80% power, two-sided 5% level, from the observed variance: the results'
-``mde`` when recorded, else ``ci / 1.96``; for the two independent Jaccard groups ``sqrt(se1^2 + se2^2)``).
-A claim judged on such comparisons is *cannot tell at this n* when every one of them has an interval that
-contains 0 and a detectable difference above the paper's reported effect (:data:`REFERENCE_EFFECT`, stated
-in the verdict); otherwise its verdict stands, with the count of comparisons that cannot tell.
+``mde`` when recorded, else ``ci / 1.96``). For the two independent Jaccard groups of a rate (ES, PS, NS, EA,
+PA, NA: :data:`RATE_METRICS`) the interval is Newcombe's hybrid score interval from the two groups' Wilson
+intervals and the standard error ``sqrt(se1^2 + se2^2)`` takes each ``se_i`` from a Wilson width
+(:func:`memat.power.two_proportion_comparison`), so that groups at 0% or 100% in every case still get an
+interval and a detectable difference of non-zero width; a magnitude (EM, PM, NM) keeps the normal
+approximation, ``se_i = ci_i / 1.96``. A paired cell whose per-case differences are all equal (``ci`` 0 at
+``n > 0``) has no variance to size a test from: its detectable difference reads "n/a (no variance)" and it is
+never judged *cannot tell*. A claim judged on such comparisons is *cannot tell at this n* when every one of
+them has an interval that contains 0 and a detectable difference above the paper's reported effect
+(:data:`REFERENCE_EFFECT`, stated in the verdict); otherwise its verdict stands, with the count of
+comparisons that cannot tell.
 
 Adding a section is one entry in :data:`SECTIONS`. Every number goes through :func:`fmt`, so the test can
 check that each number in a table comes from a results file (:func:`unsourced_table_numbers`), or is
@@ -45,7 +52,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .io import atomic_write_text
-from .power import CANNOT_TELL, Comparison, paired_comparison, two_group_comparison
+from .power import CANNOT_TELL, Comparison, paired_comparison, two_group_comparison, two_proportion_comparison
 from .published import NOT_TRANSCRIBED, PUBLISHED, Published, published
 
 __all__ = [
@@ -402,6 +409,11 @@ ALPHA, POWER = 0.05, 0.8
 REFERENCE_EFFECT = "magnitude_gain"
 #: Fig. 1's bars: the metrics whose J=1 against J<=0.5 comparison is shown.
 JACCARD_METRICS = ("ES", "PS", "NS")
+#: The success and accuracy rates (percent of 0/1 outcomes, averaged per case): their two-group comparisons
+#: use Wilson-based intervals (:func:`jaccard_comparison`); the magnitudes EM/PM/NM the normal approximation.
+RATE_METRICS = ("ES", "PS", "NS", "EA", "PA", "NA")
+#: The detectable difference of a paired cell without variance (``ci`` 0 at ``n > 0``).
+NO_VARIANCE = "n/a (no variance)"
 
 
 def reference_effect() -> tuple[float, str]:
@@ -416,17 +428,30 @@ def _num(x: Any) -> float:
 
 
 def gain_comparison(row: Mapping) -> Comparison:
-    """A paired row ``{mean, ci[, mde]}`` (MEMAT − MEMIT per case) as an interval at :data:`LEVEL` with its
-    detectable difference: the row's ``mde`` when recorded, else from ``ci`` (``se = ci / 1.96``)."""
+    """A paired row ``{mean, ci[, mde, n]}`` (MEMAT − MEMIT per case) as an interval at :data:`LEVEL` with its
+    detectable difference: the row's ``mde`` when recorded, else from ``ci`` (``se = ci / 1.96``). A ``ci`` of
+    0 at ``n > 0`` (every per-case difference equal) marks it :attr:`~memat.power.Comparison.no_variance`."""
     mde = row.get("mde")
     return paired_comparison(_num(row["mean"]), _num(row["ci"]), LEVEL, None if mde is None else float(mde),
-                             ALPHA, POWER)
+                             ALPHA, POWER, n=_num(row.get("n")))
+
+
+def jaccard_comparison(metric: str, a: Mapping, b: Mapping) -> Comparison:
+    """``a − b`` of two independent groups of cases (rows ``{mean, ci, n}``, percent). A rate of
+    :data:`RATE_METRICS` with both ``n`` recorded: Newcombe's hybrid score interval from the two Wilson
+    intervals and the detectable difference from Wilson-based standard errors
+    (:func:`memat.power.two_proportion_comparison`, which does not collapse at 0% or 100%); otherwise (a
+    magnitude, or no ``n``) the normal approximation, ``sqrt(se1^2 + se2^2)`` with each ``se = ci / 1.96``."""
+    n1, n2 = _num(a.get("n")), _num(b.get("n"))
+    if metric in RATE_METRICS and n1 > 0 and n2 > 0:  # False for nan
+        return two_proportion_comparison(_num(a["mean"]), n1, _num(b["mean"]), n2, LEVEL, ALPHA, POWER, scale=100.0)
+    return two_group_comparison(_num(a["mean"]), _num(a["ci"]), _num(b["mean"]), _num(b["ci"]), LEVEL, ALPHA, POWER)
 
 
 def jaccard_comparisons(rows: Sequence[Mapping]) -> list[tuple[tuple[str, str, str], Mapping, Mapping, Comparison]]:
     """For each (model, lang, metric) of :data:`JACCARD_METRICS` with one J=1 and one J<=0.5 row:
-    ``(key, J=1 row, J<=0.5 row, J=1 − J<=0.5)``. The groups hold different cases (independent), so the
-    difference's standard error is ``sqrt(se1^2 + se2^2)`` with each ``se = ci / 1.96``."""
+    ``(key, J=1 row, J<=0.5 row, J=1 − J<=0.5)``. The groups hold different cases (independent): see
+    :func:`jaccard_comparison` (Wilson-based for rates, the normal approximation for magnitudes)."""
     keys = {(r.get("model"), r.get("lang"), r.get("metric")) for r in rows
             if r.get("group") in ("J=1", "J<=0.5") and r.get("metric") in JACCARD_METRICS}
     keys = sorted(keys, key=lambda k: (_sort_key("model", k[0]), _sort_key("lang", k[1]), METRICS.index(k[2])))
@@ -435,9 +460,7 @@ def jaccard_comparisons(rows: Sequence[Mapping]) -> list[tuple[tuple[str, str, s
         a = where(rows, model=model, lang=lang, metric=metric, group="J=1")
         b = where(rows, model=model, lang=lang, metric=metric, group="J<=0.5")
         if len(a) == 1 and len(b) == 1:
-            c = two_group_comparison(_num(a[0]["mean"]), _num(a[0]["ci"]), _num(b[0]["mean"]), _num(b[0]["ci"]),
-                                     LEVEL, ALPHA, POWER)
-            out.append(((model, lang, metric), a[0], b[0], c))
+            out.append(((model, lang, metric), a[0], b[0], jaccard_comparison(metric, a[0], b[0])))
     return out
 
 
@@ -445,7 +468,8 @@ def derived_numbers(payload: Any) -> Iterator[float]:
     """The numbers the report computes from a results payload, by the formulas of :mod:`memat.power` and
     nothing else: for each paired row of ``gains`` its interval bounds ``mean -+ ci`` and detectable
     difference (:func:`gain_comparison`); for each J=1 / J<=0.5 pair of ``metrics`` rows the difference, its
-    bounds and detectable difference (:func:`jaccard_comparisons`). :func:`allowed_numbers` accepts them in
+    bounds and detectable difference (:func:`jaccard_comparisons`: Newcombe's interval and the Wilson-based
+    detectable difference for rates, the normal ones for magnitudes). :func:`allowed_numbers` accepts them in
     tables, as it accepts a leaf written in another :func:`fmt` kind: computed from a source, not typed."""
     if not isinstance(payload, Mapping):
         return
@@ -464,12 +488,13 @@ def interval_text(c: Comparison) -> str:
 
 def at_this_n(c: Comparison, effect: float) -> str:
     """How one comparison reads at its n: "differs" (its interval excludes 0), "cannot tell at this n" (it
-    contains 0 and the test could not detect ``effect``), "no variance" (every case of both groups at the
-    same value, e.g. 100%: the normal interval and the detectable difference collapse to 0 and say nothing),
-    or "no <effect>-point difference" (it contains 0 and the test could have detected ``effect``)."""
+    contains 0 and the test could not detect ``effect``), "no variance" (a normal-approximation comparison
+    whose groups have every case at the same value: its interval and detectable difference collapse to 0 and
+    say nothing; rates use Wilson-based intervals, which do not collapse), or "no <effect>-point difference"
+    (it contains 0 and the test could have detected ``effect``)."""
     if math.isnan(c.lo) or math.isnan(c.hi):
         return "—"
-    if c.mde == 0:
+    if c.no_variance or c.mde == 0:
         return "no variance"
     if not c.lo <= 0 <= c.hi:
         return "differs"
@@ -483,19 +508,26 @@ def with_power(v: Verdict, comps: Sequence[tuple[str, Comparison]], effect: floa
     """The rule of :mod:`memat.power` applied to the comparisons ``comps`` (label, comparison) a claim rests
     on: :data:`CANNOT_TELL` when every one of them has an interval containing 0 and a detectable difference
     above ``effect`` (named ``against`` in the text); otherwise ``v``'s status, with the count of those that
-    cannot tell added to its detail. A verdict of :data:`UNMEASURED`, or no comparison, is left alone."""
+    cannot tell added to its detail. Comparisons without variance (:attr:`~memat.power.Comparison.no_variance`)
+    never cannot tell (as before: they count among those that can), and their number is stated. A verdict of
+    :data:`UNMEASURED`, or no comparison, is left alone."""
     if v.status == UNMEASURED or not comps:
         return v
+    flat = sum(c.no_variance for _, c in comps)
     blind = [label for label, c in comps if c.cannot_tell(effect)]
     rule = (f"interval containing 0 and a detectable difference (80% power, 5% level) above {fmt(effect, 'g')} "
             f"points, compared against {against}")
+    note = (f"; {flat} of the {len(comps)} {what}s have no variance (every per-case difference equal: no "
+            "detectable difference, never judged cannot tell)") if flat else ""
     if len(blind) == len(comps):
         return Verdict(CANNOT_TELL, f"{v.detail}; every one of the {len(comps)} {what}s cannot tell at this n "
                        f"({rule}): by direction alone the verdict would be '{v.status}'")
     if blind:
-        return Verdict(v.status, f"{v.detail}; {len(blind)} of {len(comps)} {what}s cannot tell at this n ({rule})")
-    return Verdict(v.status, f"{v.detail}; each of the {len(comps)} {what}s either excludes 0 or could detect "
-                   f"{fmt(effect, 'g')} points ({against})")
+        return Verdict(v.status, f"{v.detail}; {len(blind)} of {len(comps)} {what}s cannot tell at this n ({rule})"
+                       f"{note}")
+    return Verdict(v.status, f"{v.detail}; each of the {len(comps)} {what}s either excludes 0"
+                   + (", has no variance" if flat else "") + f" or could detect {fmt(effect, 'g')} points "
+                   f"({against}){note}")
 
 
 # --------------------------------------------------------------------------- Fig. 7: the data set
@@ -590,12 +622,24 @@ def _jaccard_table(rows: Sequence[Mapping]) -> list[str]:
     out = [[model, lang, metric, fmt(a["mean"]), fmt(b["mean"]), fmt(c.diff), interval_text(c), fmt(c.mde),
             f"{fmt(a.get('n'), 'count')} / {fmt(b.get('n'), 'count')}", at_this_n(c, effect)]
            for (model, lang, metric), a, b, c in comps]
+    rates = [m for m in dict.fromkeys(k[2] for k, *_ in comps) if m in RATE_METRICS]
+    others = [m for m in dict.fromkeys(k[2] for k, *_ in comps) if m not in RATE_METRICS]
+    how = []
+    if rates:
+        how.append(f"for the rates ({', '.join(rates)}) Newcombe's hybrid score interval from the two groups' Wilson "
+                   "intervals, and a detectable difference from the standard error sqrt(se1² + se2²) with each se = "
+                   "Wilson interval width / (2 × 1.96), so that a group at 0% or 100% in every case still gets an "
+                   "interval and a detectable difference of non-zero width")
+    if others:
+        how.append(f"for {', '.join(others)} the normal approximation, standard error sqrt(se1² + se2²) with each "
+                   "se = ci / 1.96")
+    flat = any(at_this_n(c, effect) == "no variance" for *_, c in comps)
     lines = ["J=1 against J<=0.5, the two groups of cases (independent): the difference of their means, its 95% "
-             "interval (standard error sqrt(se1² + se2²), each se = ci / 1.96) and the smallest difference the test "
-             "detects at these n (80% power, two-sided 5% level), in points. *cannot tell at this n*: the interval "
-             f"contains 0 and the detectable difference exceeds {fmt(effect, 'g')} points ({name}; the paper gives no "
-             "effect size for Fig. 1); *no variance*: every case of both groups has the same value (e.g. 100%), so "
-             "the normal interval and the detectable difference collapse to 0 and tell nothing:", ""]
+             "interval and the smallest difference the test detects at these n (80% power, two-sided 5% level), in "
+             f"points; {'; '.join(how)}. *cannot tell at this n*: the interval contains 0 and the detectable "
+             f"difference exceeds {fmt(effect, 'g')} points ({name}; the paper gives no effect size for Fig. 1)"
+             + ("; *no variance*: every case of both groups has the same value, so the normal interval and the "
+                "detectable difference collapse to 0 and tell nothing" if flat else "") + ":", ""]
     lines += md_table(["model", "lang", "metric", "J=1", "J<=0.5", "difference", "interval", "detectable difference",
                        "n", "at this n"], out)
     return lines + [""]
@@ -619,7 +663,7 @@ def _judge_jaccard(ctx: Context) -> Verdict:
         lo = one(d["metrics"], model="MEMIT", lang=l2, metric=metric, group="J<=0.5")
         higher = hi["mean"] > lo["mean"]
         wins += higher
-        c = two_group_comparison(_num(hi["mean"]), _num(hi["ci"]), _num(lo["mean"]), _num(lo["ci"]), LEVEL, ALPHA, POWER)
+        c = jaccard_comparison(metric, hi, lo)
         comps.append((f"{metric}({l2})", c))
         sep = ("" if abs(hi["mean"] - lo["mean"]) > hi["ci"] + lo["ci"]
                else "; the 95% intervals overlap")
@@ -804,13 +848,17 @@ def _build_memat(ctx: Context) -> list[str]:
 
         def detectable(r: Mapping) -> str:
             c = gain_comparison(r)
+            if c.no_variance:
+                return NO_VARIANCE
             return fmt(c.mde) + ("†" if c.cannot_tell(effect) else "")
 
         lines += ["Smallest difference each paired test detects at its n (80% power, two-sided 5% level, from the "
                   "observed variance of the per-case differences: the results' `mde`, or 2.80 × ci / 1.96 when it "
                   "was not recorded; points). † marks a cell that *cannot tell at this n*: its interval contains 0 "
                   f"and its detectable difference exceeds {fmt(effect, 'g')} points ({name}; no per-cell effect is "
-                  "transcribed):", ""]
+                  f"transcribed). *{NO_VARIANCE}*: every per-case difference of the cell is the same (interval "
+                  "half-width 0 at n > 0), so there is no variance to size the test from; such a cell is never "
+                  "marked †:", ""]
         lines += long_table(gains, [("setting", "setting", None), ("lang", "lang", None)], cell=detectable) + [""]
     mg = d.get("magnitude_gain")
     if mg:
