@@ -21,7 +21,10 @@ from its key/value cache, and keeps the scores of a model without hooks on disk 
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import weakref
 from statistics import NormalDist
 from typing import Sequence
 
@@ -33,6 +36,7 @@ from tqdm.auto import tqdm
 
 from .data.records import EditCase, target_continuation
 from .forward import encode, hidden_at_final_norm, token_ids
+from .hooks import Trace
 from .models import LoadedModel
 from .power import detectable_difference, paired_se, wilson_interval
 
@@ -112,8 +116,7 @@ def _score_shared(lm, encoded, batch_size, progress):
     scorer would run it); every further target of the same prompt runs only its own tokens as a
     continuation of that row's key/value cache, the first target's columns masked out (explicit position
     ids, so it sees exactly the prompt). Prompts with one target cost nothing extra."""
-    from .forward import _is_cache, _sliding_window, cache_kwarg
-    from .hooks import Trace
+    from .forward import run_with_cache, sliding_window
 
     tok, dev = lm.tokenizer, lm.device
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
@@ -123,9 +126,7 @@ def _score_shared(lm, encoded, batch_size, progress):
     for i, (p, _) in enumerate(encoded):
         by_prompt.setdefault(tuple(p), []).append(i)
     prompts = sorted(by_prompt, key=lambda p: len(p) + len(encoded[by_prompt[p][0]][1]))
-    window = _sliding_window(lm)
-    kw = cache_kwarg(lm.model)
-    first_block = lm.model.get_submodule(lm.name_of("layer", 0))
+    window = sliding_window(lm)
     for s in tqdm(range(0, len(prompts), batch_size), desc="scoring", disable=not progress, leave=False):
         group = prompts[s : s + batch_size]
         heads = [by_prompt[p][0] for p in group]  # the target run with its prompt
@@ -140,26 +141,16 @@ def _score_shared(lm, encoded, batch_size, progress):
             nll[members], acc[members] = n_b[members], a_b[members]
             continue
         b = encode(tok, seqs, dev)
-        found: list = []
-
-        def grab(m, args, kwargs):
-            found.extend(v for v in list(args) + list(kwargs.values()) if _is_cache(v))
-
-        handle = first_block.register_forward_pre_hook(grab, with_kwargs=True) if extra else None
-        try:
+        pos_a = torch.arange(La, device=dev).expand(len(seqs), La)
+        if extra:
+            h, cache = run_with_cache(lm, b.input_ids, b.attention_mask, pos_a)
+        else:
             with Trace(lm.model, lm.spec.final_norm, stop=True) as tf:
-                lm.model(input_ids=b.input_ids, attention_mask=b.attention_mask,
-                         position_ids=torch.arange(La, device=dev).expand(len(seqs), La), use_cache=bool(extra))
-        finally:
-            if handle is not None:
-                handle.remove()
-        h = tf.output[0] if isinstance(tf.output, tuple) else tf.output
+                lm.model(input_ids=b.input_ids, attention_mask=b.attention_mask, position_ids=pos_a, use_cache=False)
+            h = tf.output[0] if isinstance(tf.output, tuple) else tf.output
         rows, pos, tgt, owner = _target_positions(encoded, heads)
         vecs = [h[torch.tensor(rows), torch.tensor(pos)]]
         if extra:
-            if not found:
-                raise RuntimeError(f"score_continuations: {type(lm.model).__name__} passed no key/value cache to its blocks")
-            cache = found[0]
             src = torch.tensor([r for r, _ in extra], device=dev)
             cache.batch_select_indices(src)
             # the prompt's columns only: the head target's tokens (and padding) are masked
@@ -180,10 +171,7 @@ def _score_shared(lm, encoded, batch_size, progress):
                 tgt.append(encoded[i][1][0])
                 owner.append(len(heads) + k)
             if Lc > 1:
-                with Trace(lm.model, lm.spec.final_norm, stop=True) as tc:
-                    lm.model(input_ids=ids.to(dev), attention_mask=torch.cat([prompt_mask, mask], 1).to(dev),
-                             position_ids=cpos.to(dev), use_cache=True, **{kw: cache})
-                hc = tc.output[0] if isinstance(tc.output, tuple) else tc.output
+                hc, _ = run_with_cache(lm, ids.to(dev), torch.cat([prompt_mask, mask], 1).to(dev), cpos.to(dev), cache=cache)
                 rr, pp = [], []
                 for k, (r, i) in enumerate(extra):
                     t = encoded[i][1]
@@ -200,7 +188,7 @@ def _score_shared(lm, encoded, batch_size, progress):
     return nll, acc
 
 
-_FINGERPRINTS: "weakref.WeakKeyDictionary" = None  # model -> (state, fingerprint); see weights_fingerprint
+_FINGERPRINTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> (state, digest)
 
 
 def _tensor_state(model: torch.nn.Module) -> tuple:
@@ -218,12 +206,7 @@ def weights_fingerprint(lm: LoadedModel) -> str:
     Hashing reads every weight (about 3 s for the embedded model), so the digest is remembered per model
     object together with the identity and version counter of each of its tensors (:func:`_tensor_state`),
     and recomputed as soon as any of them changes (an edit applied or removed, a weight replaced)."""
-    global _FINGERPRINTS
-    import weakref
-
-    if _FINGERPRINTS is None:
-        _FINGERPRINTS = weakref.WeakKeyDictionary()
-    state = (_tensor_state(lm.model), json_config(lm))
+    state = (_tensor_state(lm.model), _config_json(lm))
     got = _FINGERPRINTS.get(lm.model)
     if got is not None and got[0] == state:
         return got[1]
@@ -232,29 +215,22 @@ def weights_fingerprint(lm: LoadedModel) -> str:
     return digest
 
 
-def json_config(lm: LoadedModel) -> str:
-    import json
-
+def _config_json(lm: LoadedModel) -> str:
     return json.dumps(lm.model.config.to_dict(), sort_keys=True, default=str)
 
 
 def _weights_digest(lm: LoadedModel) -> str:
-    import hashlib
-    import json
+    from .stats import tensor_hash_bytes
 
-    h = hashlib.sha256(json.dumps(lm.model.config.to_dict(), sort_keys=True, default=str).encode())
+    h = hashlib.sha256(_config_json(lm).encode())
     h.update(f"{lm.device.type}|{lm.dtype}".encode())
     seen = set()
     for name, t in list(lm.model.named_parameters()) + list(lm.model.named_buffers()):
         if id(t) in seen:  # tied weights
             continue
         seen.add(id(t))
-        t = t.detach()
-        if t.numel() > 4_000_000:
-            t = torch.cat([t.flatten()[:: max(1, t.numel() // 1_000_000)].float(), t.double().sum().reshape(1).float(),
-                           t.double().square().sum().reshape(1).float()])
         h.update(name.encode())
-        h.update(t.float().cpu().contiguous().numpy().tobytes())
+        h.update(tensor_hash_bytes(t))
     return h.hexdigest()
 
 
@@ -269,9 +245,6 @@ def has_hooks(model: torch.nn.Module) -> bool:
 
 
 def _scores_path(lm, encoded, method):
-    import hashlib
-    import json
-
     from .models import cache_dir
 
     payload = json.dumps({"weights": weights_fingerprint(lm), "pairs": encoded, "method": method,

@@ -28,7 +28,7 @@ from .hooks import Trace
 from .models import LoadedModel
 
 __all__ = ["Batch", "encode", "token_ids", "subject_last_index", "hidden_at_final_norm", "TailRunner", "SuffixRunner",
-           "SuffixUnsupported", "cache_kwarg"]
+           "SuffixUnsupported", "cache_kwarg", "run_with_cache", "sliding_window"]
 
 
 @dataclass
@@ -173,11 +173,40 @@ def _select_rows(x, rows: torch.Tensor, batch: int):
     return x
 
 
+def run_with_cache(lm: LoadedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                   cache=None, traces: Sequence = ()):
+    """Run the model up to its final norm (no unembedding) with a key/value cache: ``cache`` continues an
+    earlier one (it is extended in place), ``None`` lets the model create it. ``traces`` are extra
+    :class:`~memat.hooks.Trace` objects active during the pass. Returns ``(final-norm output, cache)``,
+    the cache as the model's blocks received it."""
+    found: list = []
+
+    def grab(m, args, kwargs):
+        found.extend(v for v in list(args) + list(kwargs.values()) if _is_cache(v))
+
+    extra = {cache_kwarg(lm.model): cache} if cache is not None else {}
+    first = lm.model.get_submodule(lm.name_of("layer", 0))
+    handle = first.register_forward_pre_hook(grab, with_kwargs=True)
+    try:
+        with contextlib.ExitStack() as stack:
+            for t in traces:
+                stack.enter_context(t)
+            tf = stack.enter_context(Trace(lm.model, lm.spec.final_norm, stop=True))
+            lm.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True, **extra)
+    finally:
+        handle.remove()
+    if not found:
+        raise RuntimeError(f"{type(lm.model).__name__} passed no key/value cache to its blocks")
+    out = tf.output
+    return (out[0] if isinstance(out, tuple) else out), found[0]
+
+
 class SuffixUnsupported(RuntimeError):
     """The model cannot run this batch split into prefix and suffix (see :class:`SuffixRunner`)."""
 
 
-def _sliding_window(lm: LoadedModel) -> int | None:
+def sliding_window(lm: LoadedModel) -> int | None:
+    """The model's attention sliding window in tokens, or None (full attention everywhere)."""
     cfg = lm.model.config
     cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
     w = getattr(cfg, "sliding_window", None)
@@ -235,7 +264,7 @@ class SuffixRunner:
         B = len(seqs)
         P = max(1, max(splits))
         S = max(len(s) - k for s, k in zip(seqs, splits))
-        window = _sliding_window(lm)
+        window = sliding_window(lm)
         if window is not None and P + S >= window:
             raise SuffixUnsupported(f"sliding window {window} <= padded prefix {P} + suffix {S}")
         pre_ids = torch.full((B, P), pad, dtype=torch.long)
@@ -253,39 +282,20 @@ class SuffixRunner:
         pre_run_mask = pre_mask.clone()
         pre_run_mask[:, 0] = 1  # an empty prefix attends to a placeholder, never to nothing (no NaN)
         pre_pos = torch.arange(P).expand(B, P)
-        kw = cache_kwarg(lm.model)
-        final_norm = lm.spec.final_norm
-
-        found: list = []
-
-        def grab(m, args, kwargs):
-            found.extend(v for v in list(args) + list(kwargs.values()) if _is_cache(v))
-
-        first = lm.model.get_submodule(lm.name_of("layer", 0))
-        handle = first.register_forward_pre_hook(grab, with_kwargs=True)
-        try:
-            with Trace(lm.model, final_norm, stop=True):
-                lm.model(input_ids=pre_ids.to(dev), attention_mask=pre_run_mask.to(dev), position_ids=pre_pos.to(dev),
-                         use_cache=True)
-        finally:
-            handle.remove()
-        if not found:
-            raise RuntimeError(f"SuffixRunner: {type(lm.model).__name__} passed no key/value cache to its blocks")
-        cache = found[0]
+        _, cache = run_with_cache(lm, pre_ids.to(dev), pre_run_mask.to(dev), pre_pos.to(dev))
         self.prefix_cache = copy.deepcopy(cache)
 
         self.calls = []
-        with record_block_calls(self.blocks, self.calls), Trace(lm.model, lm.name_of("layer", self.layer)) as tl, \
-                Trace(lm.model, final_norm, stop=True) as tf:
-            lm.model(input_ids=suf_ids.to(dev), attention_mask=torch.cat([pre_mask, suf_mask], 1).to(dev),
-                     position_ids=suf_pos.to(dev), use_cache=True, **{kw: cache})
+        tl = Trace(lm.model, lm.name_of("layer", self.layer))
+        with record_block_calls(self.blocks, self.calls):
+            final, _ = run_with_cache(lm, suf_ids.to(dev), torch.cat([pre_mask, suf_mask], 1).to(dev), suf_pos.to(dev),
+                                      cache=cache, traces=[tl])
         if len(self.calls) != len(self.blocks):
             raise RuntimeError(f"SuffixRunner: recorded {len(self.calls)} block calls, expected {len(self.blocks)}")
         self._live_cache = cache
         out = tl.output
         self.h_layer = (out[0] if isinstance(out, tuple) else out).detach()
-        fo = tf.output
-        self.final = (fo[0] if isinstance(fo, tuple) else fo).detach()
+        self.final = final.detach()
         self.suffix_lengths = suf_mask.sum(1).to(dev)
         self.batch = B
         return self.h_layer

@@ -85,6 +85,16 @@ def heldout_lines(corpus: str, lang: str, n: int = 100, source_dir=None) -> list
     return tail[:n]
 
 
+def tensor_hash_bytes(t: torch.Tensor) -> bytes:
+    """The bytes a fingerprint hashes for one tensor: its float32 values, or for tensors above 4M elements
+    (large embeddings) a strided sample of 1M plus their exact sum and sum of squares."""
+    t = t.detach()
+    if t.numel() > 4_000_000:
+        t = torch.cat([t.flatten()[:: max(1, t.numel() // 1_000_000)].float(), t.double().sum().reshape(1).float(),
+                       t.double().square().sum().reshape(1).float()])
+    return t.float().cpu().contiguous().numpy().tobytes()
+
+
 def model_fingerprints(lm: LoadedModel, layers: Sequence[int]) -> dict[int, str]:
     """For each layer, a hash of the model's config and of every parameter that feeds its keys
     (embeddings and blocks up to that layer). Every parameter is read once, whatever the number of layers."""
@@ -102,12 +112,8 @@ def model_fingerprints(lm: LoadedModel, layers: Sequence[int]) -> dict[int, str]
             h = per_block.setdefault(j, hashlib.sha256())
         else:
             h = base
-        t = p.detach()
-        if t.numel() > 4_000_000:  # large embeddings: hash a strided sample plus exact moments
-            t = torch.cat([t.flatten()[:: max(1, t.numel() // 1_000_000)], t.double().sum().reshape(1).float(),
-                           t.double().square().sum().reshape(1).float()])
         h.update(name.encode())
-        h.update(t.float().cpu().contiguous().numpy().tobytes())
+        h.update(tensor_hash_bytes(p))
     out = {}
     for l in layers:
         h = base.copy()
