@@ -188,7 +188,7 @@ def test_committed_tables_and_figures(committed):
     assert links
     for link in links:
         assert link.endswith(".png") and not Path(link).is_absolute()
-        assert (out.parent / link).resolve() == (FIGURES / Path(link).name).resolve()
+        assert (out.parent / link).resolve().parent in (FIGURES.resolve(), (FIGURES / report.FULL_FIGURES).resolve())
         assert (out.parent / link).exists()
 
 
@@ -549,10 +549,13 @@ def test_a_full_run_is_shown_beside_the_ci_default_and_judged(tmp_path, committe
         with_full = {**data, "02_crosslingual_memit_full": full}
         text = report.build_report(with_full, **kw)
         chunk = report.split_sections(text)[title]
-        # both runs' tables, headed with their n, the CI default first; the figure once, above both
-        assert chunk.index(f"### CI default (n = {n0})") < chunk.index("### full (n = 128)")
-        assert chunk.count("fig1_crosslingual_memit_ca_en.png") == 1
-        assert chunk.index("fig1_crosslingual_memit_ca_en.png") < chunk.index("### CI default")
+        # both runs' tables, headed with their n, the CI default first; each run's own figure at its head
+        # (figures/ for the CI default, figures/full/ for the full run, which writes there)
+        ci_at, full_at = chunk.index(f"### CI default (n = {n0})"), chunk.index("### full (n = 128)")
+        assert ci_at < full_at
+        assert chunk.count("fig1_crosslingual_memit_ca_en.png") == 2
+        assert ci_at < chunk.index("(figures/fig1_crosslingual_memit_ca_en.png)") < full_at
+        assert full_at < chunk.index("figures/full/fig1_crosslingual_memit_ca_en.png")
         assert f"| MEMIT | en | ES | {report.fmt(hi)} | {report.fmt(lo)} | " in chunk
         assert f"| {report.fmt(n0 // 2, 'count')} / {report.fmt(n0 // 2, 'count')} |" in chunk  # the CI rows too
         assert "`results/02_crosslingual_memit_full.json`" in chunk

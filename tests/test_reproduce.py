@@ -307,11 +307,53 @@ def test_cpu_full_config():
     assert specs["04_memat"].parameters["N_NEIGHBORHOOD"] is None  # all ten
     assert 0 < specs["04_memat"].parameters["N_RECYCLE"] <= 128
     assert cfg.report == {"out": "paper_full.md", "suffix": "_full"}
+    assert cfg.figures_dir == "figures/full"  # beside the CI figures, where the report looks for them
     assert cfg.runs_dir != load_config(ROOT / "configs" / "reproduce" / "cpu.yaml", root=ROOT).runs_dir  # own stamps
     items = plan(cfg)  # papermill's inspection of the parameters cells agrees
     assert all(r == f"results/{i.name}_full.json" for i in items for r in i.results)
     text = format_plan(items, cfg)
     assert "then  paper_full.md from results/*_full.json" in text and "then  paper.md from results/*.json" in text
+
+
+def test_figures_dir_is_the_notebooks_environment_while_they_run(project, monkeypatch):
+    """`figures_dir` reaches each kernel as $MEMAT_FIGURES_DIR (memat.experiments.figures_dir reads it) and
+    the runner's environment is restored afterwards; a folder outside the project is refused."""
+    monkeypatch.delenv("MEMAT_FIGURES_DIR", raising=False)
+    seen, ex = [], Exec()
+
+    def executor(*args):
+        seen.append(os.environ.get("MEMAT_FIGURES_DIR"))
+        ex(*args)
+
+    reproduce(config(project, figures_dir="figures/full"), executor=executor, log=lambda s: None)
+    assert seen == ["figures/full"] * 3
+    assert "MEMAT_FIGURES_DIR" not in os.environ
+    reproduce(config(project), executor=executor, log=lambda s: None, force=True)
+    assert seen[3:] == ["figures"] * 3
+    for bad in ("/tmp/figs", "../figs", "", 3):
+        with pytest.raises(ConfigError, match="figures_dir"):
+            config(project, figures_dir=bad)
+
+
+def test_figures_dir_moves_save_figure(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from memat import experiments
+
+    (tmp_path / "src" / "memat").mkdir(parents=True)
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'fake'\n")
+    monkeypatch.chdir(tmp_path)
+    fig = plt.figure()
+    monkeypatch.setenv("MEMAT_FIGURES_DIR", "figures/full")
+    assert [p.relative_to(tmp_path).as_posix() for p in experiments.save_figure(fig, "f", formats=("png",))] == \
+        ["figures/full/f.png"]
+    monkeypatch.delenv("MEMAT_FIGURES_DIR")
+    assert [p.relative_to(tmp_path).as_posix() for p in experiments.save_figure(fig, "f", formats=("png",))] == \
+        ["figures/f.png"]
+    plt.close(fig)
 
 
 # --------------------------------------------------------------------------- the report and the CLI

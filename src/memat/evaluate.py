@@ -73,11 +73,16 @@ def _reduce(tok_nll: torch.Tensor, hit: torch.Tensor, owner: torch.Tensor, n: in
     return (tot / cnt).numpy(), (miss == 0).numpy()
 
 
-def _token_scores(lm, h: torch.Tensor, tgt: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def _token_scores(lm, h: torch.Tensor, tgt: list[int], src: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """NLL and greedy hit of token ``tgt[k]`` read at final-norm vector ``h[src[k]]`` (default ``src[k] = k``).
+    Several targets may share a vector (the first token of a prompt's true and new target): its logits,
+    the costliest step on a large vocabulary, are computed once."""
     logits = lm.logits(h).float()
-    lp = F.log_softmax(logits, -1)
-    tgt_t = torch.tensor(tgt, device=lp.device)
-    return -lp.gather(-1, tgt_t[:, None])[:, 0], logits.argmax(-1) == tgt_t
+    lse = torch.logsumexp(logits, -1)
+    best = logits.argmax(-1)
+    s = torch.arange(len(tgt), device=logits.device) if src is None else torch.tensor(src, device=logits.device)
+    tgt_t = torch.tensor(tgt, device=logits.device)
+    return lse[s] - logits[s, tgt_t], best[s] == tgt_t
 
 
 def _target_positions(encoded, idx):
@@ -150,9 +155,14 @@ def _score_shared(lm, encoded, batch_size, progress):
             h = tf.output[0] if isinstance(tf.output, tuple) else tf.output
         rows, pos, tgt, owner = _target_positions(encoded, heads)
         vecs = [h[torch.tensor(rows), torch.tensor(pos)]]
+        src = list(range(len(tgt)))
+        first = {}  # head row -> index of the vector at its prompt's last position
+        for k, (r, q) in enumerate(zip(rows, pos)):
+            if q == len(encoded[heads[r]][0]) - 1:
+                first[r] = k
+        n_vec = len(tgt)
         if extra:
-            src = torch.tensor([r for r, _ in extra], device=dev)
-            cache.batch_select_indices(src)
+            cache.batch_select_indices(torch.tensor([r for r, _ in extra], device=dev))
             # the prompt's columns only: the head target's tokens (and padding) are masked
             prompt_mask = torch.zeros((len(extra), La), dtype=torch.long)
             ids = torch.full((len(extra), Lc), pad, dtype=torch.long)
@@ -165,10 +175,10 @@ def _score_shared(lm, encoded, batch_size, progress):
                 ids[k, : len(t) - 1] = torch.tensor(t[:-1], dtype=torch.long)
                 mask[k, : len(t) - 1] = 1
                 cpos[k] = torch.arange(len(p), len(p) + Lc)
-            first_rows = [r for r, _ in extra]
-            vecs.append(h[torch.tensor(first_rows), torch.tensor([len(encoded[i][0]) - 1 for _, i in extra])])
+            # the first target token is read where the head row reads its own first token: no new vector
             for k, (r, i) in enumerate(extra):
                 tgt.append(encoded[i][1][0])
+                src.append(first[r])
                 owner.append(len(heads) + k)
             if Lc > 1:
                 hc, _ = run_with_cache(lm, ids.to(dev), torch.cat([prompt_mask, mask], 1).to(dev), cpos.to(dev), cache=cache)
@@ -179,10 +189,11 @@ def _score_shared(lm, encoded, batch_size, progress):
                         rr.append(k)
                         pp.append(j - 1)
                         tgt.append(t[j])
+                        src.append(n_vec + len(rr) - 1)
                         owner.append(len(heads) + k)
                 if rr:
                     vecs.append(hc[torch.tensor(rr), torch.tensor(pp)])
-        tok_nll, hit = _token_scores(lm, torch.cat(vecs), tgt)
+        tok_nll, hit = _token_scores(lm, torch.cat(vecs), tgt, src)
         n_b, a_b = _reduce(tok_nll, hit, torch.tensor(owner), len(members))
         nll[members], acc[members] = n_b, a_b
     return nll, acc

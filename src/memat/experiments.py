@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -45,7 +46,11 @@ def project_root() -> Path:
 
 
 def figures_dir() -> Path:
-    d = project_root() / "figures"
+    """``<project>/figures``, or ``$MEMAT_FIGURES_DIR`` (relative to the project root) when set: the reproduce
+    runner sets it from its config's ``figures_dir`` (``figures/full`` for ``configs/reproduce/cpu-full.yaml``),
+    so that a larger run does not overwrite the figures of the CI defaults."""
+    env = os.environ.get("MEMAT_FIGURES_DIR")
+    d = project_root() / env if env else project_root() / "figures"
     d.mkdir(parents=True, exist_ok=True)
     return d
 

@@ -7,6 +7,8 @@ scale on a GPU) lists the notebooks in run order with the parameters to pass::
     description: free text
     runs_dir: runs                  # executed notebooks and their stamps (relative to the project root)
     kernel: python3                 # Jupyter kernel name
+    figures_dir: figures            # where the notebooks save figures ($MEMAT_FIGURES_DIR while they run);
+                                    # cpu-full.yaml: figures/full, beside the CI figures
     report: {out: paper.md, suffix: ""}   # the report rebuilt at the end; `report: false` skips it. A
                                           # report of suffix `_full` (configs/reproduce/cpu-full.yaml, a
                                           # larger run of the CPU defaults) is followed by paper.md, which
@@ -40,9 +42,11 @@ executed notebook with the error stays in ``runs/``, the stamps of the notebooks
 from __future__ import annotations
 
 import ast
+import contextlib
 import fnmatch
 import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -127,6 +131,8 @@ class ReproduceConfig:
     runs_dir: str = "runs"
     kernel: str = "python3"
     report: dict | None = field(default_factory=lambda: {"out": "paper.md", "suffix": ""})
+    #: where the notebooks write their figures (``$MEMAT_FIGURES_DIR`` while they run), relative to the root
+    figures_dir: str = "figures"
 
     @property
     def notebooks_dir(self) -> Path:
@@ -158,7 +164,7 @@ def project_root() -> Path:
     return here if (here / "pyproject.toml").exists() else Path.cwd()
 
 
-_TOP_KEYS = {"description", "runs_dir", "kernel", "report", "notebooks"}
+_TOP_KEYS = {"description", "runs_dir", "kernel", "report", "notebooks", "figures_dir"}
 _NB_KEYS = {"name", "parameters", "inputs"}
 
 
@@ -212,7 +218,13 @@ def load_config(source: str | Path | Mapping, root: str | Path | None = None) ->
         report = {"out": report.get("out", "paper.md"), "suffix": report.get("suffix", "") or ""}
     return ReproduceConfig(notebooks=specs, root=root, source=where, description=str(data.get("description", "")),
                            runs_dir=str(data.get("runs_dir", "runs")), kernel=str(data.get("kernel", "python3")),
-                           report=report)
+                           report=report, figures_dir=_relative_dir(data.get("figures_dir", "figures"), where))
+
+
+def _relative_dir(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip() or Path(value).is_absolute() or ".." in Path(value).parts:
+        raise ConfigError(f"{where}: 'figures_dir' must be a folder inside the project (e.g. figures/full), got {value!r}")
+    return Path(value).as_posix()
 
 
 # --------------------------------------------------------------------------- fingerprints
@@ -453,6 +465,20 @@ def papermill_executor(notebook: Path, output: Path, parameters: dict, cwd: Path
                                kernel_name=kernel, progress_bar=sys.stderr.isatty(), log_output=False)
 
 
+@contextlib.contextmanager
+def _figures_env(figures_dir: str):
+    """``$MEMAT_FIGURES_DIR`` for the notebook's kernel (it inherits the environment), restored afterwards."""
+    old = os.environ.get("MEMAT_FIGURES_DIR")
+    os.environ["MEMAT_FIGURES_DIR"] = figures_dir
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MEMAT_FIGURES_DIR", None)
+        else:
+            os.environ["MEMAT_FIGURES_DIR"] = old
+
+
 def _failure_reason(exc: BaseException) -> str:
     ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
     if ename:
@@ -491,7 +517,8 @@ def reproduce(config: ReproduceConfig, *, force: bool = False, only: Sequence[st
         t0 = time.perf_counter()
         _stamp_path(config, item.name).unlink(missing_ok=True)  # the stamp means "this version succeeded"
         try:
-            executor(item.notebook, item.output, item.parameters, config.notebooks_dir, config.kernel)
+            with _figures_env(config.figures_dir):
+                executor(item.notebook, item.output, item.parameters, config.notebooks_dir, config.kernel)
         except Exception as exc:  # any failure of the notebook stops the run
             raise NotebookFailed(item.name, item.output, _failure_reason(exc)) from exc
         missing = [r for r in item.results if not (config.root / r).exists()]
@@ -515,8 +542,10 @@ def reproduce(config: ReproduceConfig, *, force: bool = False, only: Sequence[st
         if _also_default_report(config.report):
             reports.append((DEFAULT_REPORT, ""))
         for out_name, suffix in reports:
-            out = write_report(config.root / out_name, results_dir=config.results_dir,
-                               figures_dir=config.root / "figures", suffix=suffix)
+            # the config's own report shows its figures; paper.md the CI figures (and figures/full for _full)
+            fig_dir = config.root / (config.figures_dir if out_name == config.report["out"] else "figures")
+            out = write_report(config.root / out_name, results_dir=config.results_dir, figures_dir=fig_dir,
+                               suffix=suffix)
             log(f"report: {out.relative_to(config.root) if out.is_relative_to(config.root) else out}")
     return done
 
