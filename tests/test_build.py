@@ -284,3 +284,15 @@ def test_cross_relation_label_must_keep_name_status():
     assert lab.object("P176", "Apple") is None  # another relation: the fruit is not the company
     assert lab.object("P27", "French") is None  # a name in English, not in Catalan, from another relation
     assert lab.subject("P19", "Jean Gabin") == "Jean Gabin"  # a name in both: accepted
+
+
+def test_a_named_build_loads_with_the_raw_data_keywords(world, tmp_path, monkeypatch):
+    """load_dataset(<any build name>, source_dir=...) as for the default build: the raw-data keywords say
+    where to build from and are not needed (nor passed on) to read a build already made."""
+    from memat.data import load_dataset
+
+    monkeypatch.setenv("MEMAT_DERIVED_DIR", str(tmp_path / "derived"))
+    a = build(world, seed=3)
+    write_build(a, "other_build")
+    back = load_dataset("other_build", source_dir=tmp_path / "nowhere", offline=True)
+    assert [c.case_id for c in back.cases] == [c.case_id for c in a.cases]

@@ -124,3 +124,32 @@ def test_corrupt_scores_cache_is_reported_and_recomputed(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="unreadable"):
         got = score_continuations(lm, PAIRS)
     np.testing.assert_allclose(got[0], ref[0], rtol=0, atol=0)
+
+
+def test_fingerprint_memo_rereads_only_changed_tensors_and_agrees_with_a_fresh_hash(monkeypatch):
+    """The per-tensor memo: after an in-place change and its undo, and after a weight is replaced by a new
+    tensor, the digest equals one computed from scratch (memo cleared), and only the changed tensor is
+    hashed again."""
+    from memat import evaluate as ev
+    from memat import stats
+
+    lm = make_tiny_model("llama")
+    base = weights_fingerprint(lm)
+    calls = []
+    real = stats.tensor_hash_bytes
+    monkeypatch.setattr(stats, "tensor_hash_bytes", lambda t: calls.append(t.shape) or real(t))
+    w = lm.model.get_parameter(lm.name_of("mlp_out", 1) + ".weight")
+    with torch.no_grad():
+        w.mul_(2.0)  # exact, and undone exactly below
+    edited = weights_fingerprint(lm)
+    assert edited != base and calls == [w.shape]  # one tensor read again
+    ev._TENSOR_DIGESTS.clear(); ev._FINGERPRINTS.clear()
+    assert weights_fingerprint(lm) == edited  # from scratch: the same digest
+    with torch.no_grad():
+        w.div_(2.0)
+    assert weights_fingerprint(lm) == base
+    # a replaced tensor (a new object, version 0) is hashed again even if it reuses a freed one's id
+    mod = lm.model.get_submodule(lm.name_of("mlp_out", 1))
+    mod.weight = torch.nn.Parameter(w.detach().clone() * 3.0)
+    del w
+    assert weights_fingerprint(lm) not in (base, edited)

@@ -216,7 +216,8 @@ def weights_fingerprint(lm: LoadedModel) -> str:
 
     Hashing reads every weight (about 3 s for the embedded model), so the digest is remembered per model
     object together with the identity and version counter of each of its tensors (:func:`_tensor_state`),
-    and recomputed as soon as any of them changes (an edit applied or removed, a weight replaced)."""
+    and recomputed as soon as any of them changes (an edit applied or removed, a weight replaced); then
+    only the tensors that changed are read again (:func:`_tensor_digest`)."""
     state = (_tensor_state(lm.model), _config_json(lm))
     got = _FINGERPRINTS.get(lm.model)
     if got is not None and got[0] == state:
@@ -230,18 +231,34 @@ def _config_json(lm: LoadedModel) -> str:
     return json.dumps(lm.model.config.to_dict(), sort_keys=True, default=str)
 
 
-def _weights_digest(lm: LoadedModel) -> str:
+_TENSOR_DIGESTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> {name: (ref, version, digest)}
+
+
+def _tensor_digest(memo: dict, name: str, t: torch.Tensor) -> bytes:
+    """sha256 of :func:`~memat.stats.tensor_hash_bytes` of ``t``, remembered while ``t`` is the same object
+    (a weak reference, not an id that a new tensor could reuse) at the same version counter: after an edit
+    of five MLP matrices only those five are read again, not the 168M-entry embedding."""
     from .stats import tensor_hash_bytes
 
+    got = memo.get(name)
+    if got is not None and got[0]() is t and got[1] == t._version:
+        return got[2]
+    digest = hashlib.sha256(tensor_hash_bytes(t)).digest()
+    memo[name] = (weakref.ref(t), t._version, digest)
+    return digest
+
+
+def _weights_digest(lm: LoadedModel) -> str:
     h = hashlib.sha256(_config_json(lm).encode())
     h.update(f"{lm.device.type}|{lm.dtype}".encode())
+    memo = _TENSOR_DIGESTS.setdefault(lm.model, {})
     seen = set()
     for name, t in list(lm.model.named_parameters()) + list(lm.model.named_buffers()):
         if id(t) in seen:  # tied weights
             continue
         seen.add(id(t))
         h.update(name.encode())
-        h.update(tensor_hash_bytes(t))
+        h.update(_tensor_digest(memo, name, t))
     return h.hexdigest()
 
 
@@ -266,7 +283,7 @@ def _scores_path(lm, encoded, method):
 
 @torch.no_grad()
 def score_continuations(
-    lm: LoadedModel, pairs: Sequence[tuple[str, str]], batch_size: int = 32, progress: bool = False,
+    lm: LoadedModel, pairs: Sequence[tuple[str, str]], batch_size: int = 64, progress: bool = False,
     method: str = "shared", cache: bool | str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Token-averaged NLL of ``target`` after ``prompt`` for each pair, and whether greedy decoding
@@ -329,7 +346,7 @@ def evaluate_cases(
     lm: LoadedModel,
     cases: Sequence[EditCase],
     langs: Sequence[str],
-    batch_size: int = 32,
+    batch_size: int = 64,
     progress: bool = True,
     kinds: Sequence[str] = KINDS,
     max_neighborhood: int | None = None,

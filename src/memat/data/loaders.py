@@ -996,9 +996,11 @@ def load_dataset(name_or_path: str | os.PathLike, **kw: Any) -> LoadResult:
     from .build import DEFAULT_NAME, ensure_built, load_built, read_build_info
 
     if name == DEFAULT_NAME or (os.sep not in name and not name.endswith(".json") and _is_build(name, read_build_info)):
-        if name == DEFAULT_NAME:  # the default build is made on first use (Apertium; a minute or two)
-            ensure_built(name, source_dir=kw.pop("source_dir", None), data_dir=kw.pop("data_dir", None),
-                         offline=kw.pop("offline", False))
+        # where the raw files are: used to make the default build on first use (Apertium; a minute or two),
+        # and not needed to read any build already made
+        raw = {k: kw.pop(k) for k in ("source_dir", "data_dir", "offline") if k in kw}
+        if name == DEFAULT_NAME:
+            ensure_built(name, **raw)
         return load_built(name, **kw)
     if name in EDIT_DATASETS:
         folder = ensure_dataset(
