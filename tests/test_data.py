@@ -17,6 +17,8 @@ import pytest
 
 from memat import cli
 from memat.data import (
+    BMIKE53_CI_LANGS,
+    BMIKE53_LANGS,
     ChecksumError,
     DataFileError,
     EditCase,
@@ -24,6 +26,7 @@ from memat.data import (
     LangView,
     LoadResult,
     RecordError,
+    bmike53_file,
     data_dir,
     detect_format,
     dump_memat,
@@ -44,6 +47,7 @@ from memat.data.loaders import (
     KL_PROMPTS,
     QUESTION_TEMPLATES,
     cloze_template,
+    question_prompt,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,6 +99,18 @@ def test_registry_lists_every_dataset_with_pinned_files():
     assert mp.url(f) == (
         "https://raw.githubusercontent.com/coastalcph/mpararel/7153b7bdc86901fbe23d0c2909a4f2d4609b09d9/"
         "data/mpararel_reviewed/patterns/ca/P103.jsonl"
+    )
+    bm = sources.get_source("bmike53_counterfact")
+    test_files = [f.local for f in bm.files if re.fullmatch(r"counterfact_test_[a-z]+\.json", f.local)]
+    assert len(test_files) == 51 and len(bm.files) == 56  # 51 English/X files + en-only, train, prompts, lang.json
+    assert len(BMIKE53_LANGS) == 51 and "ca" in BMIKE53_LANGS and "es" not in BMIKE53_LANGS
+    assert all(f.upstream == "data/BMIKE53/CounterFact/" + f.local for f in bm.files if f.local in test_files)
+    assert bm.url("counterfact_test_he.json") == (
+        "https://raw.githubusercontent.com/ercong21/MultiKnow/6e3e245bf0a17edaecfb4d71664efc1b5fb67906/"
+        "data/BMIKE53/CounterFact/counterfact_test_he.json"
+    )
+    assert bm.file("counterfact_test_he.json").sha256 == (  # as in shared/data/bmike53_counterfact/SOURCE.md
+        "c55dd94d8b634abaca38b122d4d680db2473bc5f9d0596d88e6c8adafe050c61"
     )
     wt = sources.get_source("wikitext2_raw_test").files[0]
     assert wt.sha256 == "4f3e427e4aff23acff917a8a51aeae21bf12832256e26914c8fc250dcef4103c"  # stated upstream
@@ -236,6 +252,20 @@ def test_offline_and_network_failures_raise_fetch_error(tiny):
     assert _no_partials(raw) == []
 
 
+def test_fetch_only_the_named_files(tiny):
+    src, source_dir, raw = tiny
+    rep = fetch_dataset("tiny_test", source_dir=source_dir, data_dir=raw, files=["sub/b.jsonl"])
+    assert rep.files == {"sub/b.jsonl": "copied"}
+    assert not (raw / "tiny_test" / "a.txt").exists()
+    assert ensure_dataset("tiny_test", data_dir=raw, offline=True, files=["sub/b.jsonl"]) == raw / "tiny_test"
+    with pytest.raises(KeyError, match="'tiny_test' has no file 'c.txt'"):
+        fetch_dataset("tiny_test", source_dir=source_dir, data_dir=raw, files=["c.txt"])
+    with pytest.raises(TypeError, match="not the string"):
+        fetch_dataset("tiny_test", source_dir=source_dir, data_dir=raw, files="a.txt")
+    assert fetch_dataset("tiny_test", source_dir=source_dir, data_dir=raw).files == {
+        "a.txt": "copied", "sub/b.jsonl": "present"}
+
+
 def test_ensure_all_subset(tiny):
     _, source_dir, raw = tiny
     assert ensure_all(["tiny_test"], source_dir=source_dir, data_dir=raw) == {"tiny_test": raw / "tiny_test"}
@@ -361,6 +391,7 @@ def test_load_dataset_by_name(tmp_path):
     res = load_dataset("bmike53_counterfact", source_dir=SHARED, data_dir=tmp_path)
     assert len(res) == 977 and res.skipped == {"subject_not_in_prompt": 54}
     assert (tmp_path / "bmike53_counterfact" / "counterfact_test_ca.json").is_file()
+    assert not (tmp_path / "bmike53_counterfact" / "counterfact_test_de.json").exists()  # only the file read
     en_only = load_dataset("bmike53_counterfact", source_dir=SHARED, data_dir=tmp_path,
                            file="counterfact_test.json", langs=("en",))
     assert len(en_only) == 1030
@@ -380,18 +411,21 @@ def _bmike_record(cid, lang_fields: dict[str, dict]) -> dict:
 def test_bmike53_any_language_and_fallback_template(tmp_path):
     path = write_json(tmp_path / "counterfact_test_es.json", [
         _bmike_record(1, {"en": {}, "es": {"src": "¿Dónde nació Ada?", "old": "Londres", "alt": "París"},
-                          "de": {"src": "Wo wurde Ada geboren?"}}),
+                          "de": {"src": "Wo wurde Ada geboren?"}, "af": {"src": "Waar is Ada gebore?"}}),
     ])
-    res = load_bmike53(path, langs=("en", "es", "de"))
+    res = load_bmike53(path, langs=("en", "es", "de", "af"))
     c = res[0]
     assert c["es"].rewrite_prompt == "Pregunta: ¿Dónde nació {}?\nRespuesta:"
     assert c["es"].kl_prompts == ("{} es un",)
     assert c["es"].target_new == "París"
-    assert c["de"].rewrite_prompt == "Wo wurde {} geboren?\nA:"
-    assert FALLBACK_QUESTION_TEMPLATE == "{q}\nA:"
+    assert c["de"].rewrite_prompt == "Frage: Wo wurde {} geboren?\nAntwort:"
+    # a language without its own words: the English ones
+    assert "af" not in QUESTION_TEMPLATES
+    assert c["af"].rewrite_prompt == "Question: Waar is {} gebore?\nAnswer:"
+    assert FALLBACK_QUESTION_TEMPLATE == QUESTION_TEMPLATES["en"] == "Question: {q}\nAnswer:"
     assert c["de"].kl_prompts == KL_PROMPTS["en"]
     assert set(QUESTION_TEMPLATES) >= {"en", "ca", "es"}
-    assert list(load_bmike53(path, langs=None)[0].langs) == ["en", "es", "de"]
+    assert list(load_bmike53(path, langs=None)[0].langs) == ["en", "es", "de", "af"]
 
 
 def test_bmike53_escapes_braces_and_counts_skips(tmp_path):
@@ -402,6 +436,145 @@ def test_bmike53_escapes_braces_and_counts_skips(tmp_path):
     res = load_bmike53(path)
     assert len(res) == 1 and res.skipped_ids == {"subject_not_in_prompt": [2]}
     assert res[0]["en"].rewrite() == "Question: Where was Ada {the first} born?\nAnswer:"
+
+
+# =========================================================================== BMIKE-53: one file per language
+def test_bmike53_file_by_language():
+    assert bmike53_file(("en", "de")) == "counterfact_test_de.json"
+    assert bmike53_file(["de", "en"]) == bmike53_file(("de",)) == "counterfact_test_de.json"
+    assert bmike53_file(("en", "ceb")) == "counterfact_test_ceb.json"
+    # English alone, or no langs: the data set's default file (its English part is that of every file)
+    assert bmike53_file(None) == bmike53_file(("en",)) == bmike53_file(("en", "ca")) == "counterfact_test_ca.json"
+    assert set(BMIKE53_CI_LANGS) <= set(BMIKE53_LANGS) and len(BMIKE53_CI_LANGS) == 12
+    for f in (bmike53_file(("en", x)) for x in BMIKE53_LANGS):
+        sources.get_source("bmike53_counterfact").file(f)  # registered
+    with pytest.raises(ValueError, match=r"no BMIKE-53 file for language 'es'; available \(each with English\): "
+                                         r"af, ar, az, .*, zh$"):
+        bmike53_file(("en", "es"))
+    with pytest.raises(ValueError, match=r"langs=\('en', 'de', 'fr'\): each BMIKE-53 file pairs English with one"):
+        bmike53_file(("en", "de", "fr"))
+    with pytest.raises(ValueError, match="langs is empty"):
+        bmike53_file(())
+    with pytest.raises(TypeError, match="not the string 'de'"):
+        bmike53_file("de")
+
+
+def test_load_dataset_bmike53_language_errors_before_any_file(tmp_path):
+    # the option is checked first: nothing is copied or downloaded for a bad request
+    with pytest.raises(ValueError, match=r"no BMIKE-53 file for language 'xx'; available .*\bhe\b"):
+        load_dataset("bmike53_counterfact", data_dir=tmp_path, offline=True, langs=("en", "xx"))
+    with pytest.raises(ValueError, match=r"file='counterfact-train\.json' is not a test file of bmike53_counterfact"):
+        load_dataset("bmike53_counterfact", data_dir=tmp_path, offline=True, file="counterfact-train.json")
+    assert not (tmp_path / "bmike53_counterfact").exists()
+
+
+def test_question_templates_native_words():
+    native = {"en": ("Question", "Answer"), "ca": ("Pregunta", "Resposta"), "de": ("Frage", "Antwort"),
+              "fr": ("Question", "Réponse"), "pl": ("Pytanie", "Odpowiedź"), "ru": ("Вопрос", "Ответ"),
+              "el": ("Ερώτηση", "Απάντηση"), "ar": ("سؤال", "جواب"), "he": ("שאלה", "תשובה"),
+              "hi": ("प्रश्न", "उत्तर"), "zh": ("问题", "答案"), "ja": ("質問", "回答"), "ko": ("질문", "답변")}
+    assert set(BMIKE53_CI_LANGS) | {"en"} == set(native)
+    for lang, (q, a) in native.items():
+        colon = "：" if lang in ("zh", "ja") else ": "
+        assert QUESTION_TEMPLATES[lang] == f"{q}{colon}{{q}}\n{a}{colon.strip()}", lang
+
+
+@pytest.mark.parametrize("lang", ("en",) + BMIKE53_LANGS)
+def test_every_bmike53_language_template_formats(tmp_path, lang):
+    """Every language with a file gets a prompt around its question: its own words (CI languages) or English."""
+    question, subject = "Wo {x} Ada?", "Ada"  # braces in a question stay literal
+    template = QUESTION_TEMPLATES.get(lang, FALLBACK_QUESTION_TEMPLATE)
+    pre, post = template.split("{q}")
+    assert template.count("{q}") == 1 and pre.strip() and post.strip()
+    assert question_prompt(question, lang) == pre + question + post
+    if lang in BMIKE53_CI_LANGS or lang == "en":
+        assert lang in QUESTION_TEMPLATES
+    else:
+        assert template == QUESTION_TEMPLATES["en"]
+    if lang == "en":
+        return
+    path = write_json(tmp_path / f"counterfact_test_{lang}.json",
+                      [_bmike_record(1, {"en": {}, lang: {"src": question, "rephrase": "Ada?", "loc": "Bob?"}})])
+    view = load_bmike53(path, langs=("en", lang))[0][lang]
+    assert view.rewrite_prompt == pre + "Wo {{x}} {}?" + post
+    assert view.rewrite() == pre + question + post
+    assert view.paraphrase_prompts == (pre + "Ada?" + post,)
+    assert view.neighborhood_prompts == (pre + "Bob?" + post,)
+
+
+def _source_md_table() -> dict[str, tuple[int, int]]:
+    """code -> (records with an X part, % with the X subject in the X question) from SOURCE.md's table."""
+    text = (SHARED / "bmike53_counterfact" / "SOURCE.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `counterfact_test_(\w+)\.json` \| \w+ \| [^|]+ \| (\d+) \| (\d+)% \|", text, re.M)
+    return {code: (int(n), int(share)) for code, n, share in rows}
+
+
+@needs_shared("bmike53_counterfact")
+def test_bmike53_every_language_file_matches_source_md():
+    """Each English/X file: 1,031 records, the missing X parts and the subject-in-question share of SOURCE.md."""
+    table = _source_md_table()
+    assert sorted(table) == list(BMIKE53_LANGS)
+    missing = {}
+    for lang in BMIKE53_LANGS:
+        path = SHARED / "bmike53_counterfact" / bmike53_file(("en", lang))
+        res = load_bmike53(path, langs=("en", lang))
+        n_x, share = table[lang]
+        assert len(res) + res.n_skipped == 1031, lang
+        assert res.skipped.get("missing_language", 0) == 1031 - n_x, lang
+        missing[lang] = res.skipped.get("missing_language", 0)
+        only_x = load_bmike53(path, langs=(lang,))
+        assert only_x.skipped.get("missing_language", 0) == 1031 - n_x
+        assert round(100 * len(only_x) / n_x) == share, lang  # X subject verbatim in the X question
+    # SOURCE.md: "he 17, pl 2, and 1 each in hu, it, la, lv, pt, sk, sl, sq, ta, uk"
+    assert {k: v for k, v in missing.items() if v} == {
+        "he": 17, "pl": 2, **{k: 1 for k in ("hu", "it", "la", "lv", "pt", "sk", "sl", "sq", "ta", "uk")}}
+
+
+@needs_shared("bmike53_counterfact")
+def test_load_dataset_bmike53_de_and_he_real(tmp_path):
+    de = load_dataset("bmike53_counterfact", source_dir=SHARED, data_dir=tmp_path, langs=["en", "de"])
+    assert Path(de.source).name == "counterfact_test_de.json"
+    assert sorted(p.name for p in (tmp_path / "bmike53_counterfact").iterdir()) == ["counterfact_test_de.json"]
+    assert len(de) == 953 and de.skipped == {"subject_not_in_prompt": 78}
+    c = de.by_id()[4868]
+    assert list(c.langs) == ["en", "de"] and c.source == "bmike53:counterfact_test_de.json"
+    v = c["de"]
+    assert v.rewrite_prompt == "Frage: Welche Sprache verwendet die {}?\nAntwort:"
+    assert (v.subject, v.target_true, v.target_new) == ("Cihan News Agency", "Türkisch", "Katalanisch")
+    assert c["en"].rewrite_prompt == "Question: What language does {} use?\nAnswer:"  # same English as the ca file
+
+    he = load_dataset("bmike53_counterfact", source_dir=SHARED, data_dir=tmp_path, langs=("en", "he"))
+    assert Path(he.source).name == "counterfact_test_he.json"
+    assert he.skipped == {"missing_language": 17, "subject_not_in_prompt": 64} and len(he) == 950
+    assert he.skipped_ids["missing_language"][:3] == [4517, 87, 4655]
+    assert he.summary() == (
+        "counterfact_test_he.json: 950 cases loaded, 81 skipped (missing_language: 17, subject_not_in_prompt: 64)")
+    assert not set(he.skipped_ids["missing_language"]) & {c.case_id for c in he}
+    assert he.by_id()[4868]["he"].rewrite_prompt == "שאלה: באיזו שפה משתמשת {}?\nתשובה:"
+    with pytest.raises(RecordError, match="skip reason 'missing_language'|skip reason 'subject_not_in_prompt'"):
+        load_dataset("bmike53_counterfact", source_dir=SHARED, data_dir=tmp_path, langs=("en", "he"), strict=True)
+
+
+def _bmike_digest(res) -> str:
+    rows = [[c.case_id, c.source, {lang: [v.subject, v.target_true, v.target_new, v.rewrite_prompt,
+             list(v.paraphrase_prompts), list(v.neighborhood_prompts), list(v.neighborhood_answers()),
+             list(v.kl_prompts)] for lang, v in c.langs.items()}, c.meta] for c in res]
+    return sha(json.dumps(rows, ensure_ascii=False, sort_keys=True).encode())
+
+
+@needs_shared("bmike53_counterfact")
+def test_bmike53_en_ca_unchanged_by_the_language_files(tmp_path):
+    """Notebook 01's call gives exactly the cases of the code before the 50 other files were registered.
+
+    The digests were computed with that code (commit 858a60c) on the same call.
+    """
+    res = load_dataset("bmike53_counterfact", source_dir=SHARED, data_dir=tmp_path, langs=("en", "ca"))
+    assert sha(json.dumps([c.case_id for c in res]).encode()) == (
+        "cd78286ade4e0ed7a6dd016341ab651e470cd82c0cac8d6ce1c1fbaec1d56f90")
+    assert _bmike_digest(res) == "44ede460cbc7ddd639c7ce2c70d5f73c1f63ffa2e386221575fb12f1bd97ad2f"
+    assert res.skipped == {"subject_not_in_prompt": 54}
+    assert res.skipped_ids["subject_not_in_prompt"][:5] == [4519, 4527, 4574, 4612, 222]
+    assert _bmike_digest(load_dataset("bmike53_counterfact", source_dir=SHARED, data_dir=tmp_path)) == _bmike_digest(res)
 
 
 # =========================================================================== malformed records
@@ -471,12 +644,30 @@ def test_invalid_json_names_file_and_position(tmp_path):
         load_counterfact_rome(path)
 
 
-def test_bmike53_missing_language_raises(tmp_path):
+def test_bmike53_missing_language_skipped_or_raises(tmp_path):
+    # a record with only its English part (upstream has some) is a counted skip, an error under strict=True
     path = write_json(tmp_path / "nolang.json", [_bmike_record(5, {"en": {}, "ca": {}}), _bmike_record(9, {"en": {}})])
-    with pytest.raises(RecordError) as ei:
-        load_bmike53(path)
+    res = load_bmike53(path)
+    assert [c.case_id for c in res] == [5]
+    assert res.skipped == {"missing_language": 1} and res.skipped_ids == {"missing_language": [9]}
+    assert res.summary() == "nolang.json: 1 cases loaded, 1 skipped (missing_language: 1)"
+    assert [c.case_id for c in load_bmike53(path, langs=("en",))] == [5, 9]
+    with pytest.raises(RecordError, match="missing_language") as ei:
+        load_bmike53(path, strict=True)
     assert ei.value.field_name == "ca" and ei.value.case_id == 9
     assert "nolang.json" in str(ei.value) and "case_id=9" in str(ei.value)
+    # a record lacking the language and with the subject missing from its question counts once, as missing
+    path = write_json(tmp_path / "both.json", [_bmike_record(9, {"en": {"subject": "Adeta"}}),
+                                               _bmike_record(5, {"en": {}, "ca": {}})])
+    assert load_bmike53(path).skipped_ids == {"missing_language": [9]}
+    # a language that no record has is the wrong file, not 1031 skips
+    with pytest.raises(DataFileError, match=r"nolang\.json: no record has language 'de'.*languages: en, ca"):
+        load_bmike53(tmp_path / "nolang.json", langs=("en", "de"))
+    with pytest.raises(TypeError, match="not the string"):
+        load_bmike53(path, langs="ca")
+    path = write_json(tmp_path / "null.json", [{"en": _bmike_record(5, {"en": {}})["en"], "ca": None}])
+    with pytest.raises(RecordError, match=r"case_id=5: field 'ca': expected a JSON object, got null"):
+        load_bmike53(path)
     path = write_json(tmp_path / "emptyalt.json", [_bmike_record(5, {"en": {}, "ca": {"alt": ""}})])
     with pytest.raises(RecordError, match=r"case_id=5: field 'ca\.alt': empty string"):
         load_bmike53(path)

@@ -727,3 +727,119 @@ def test_cached_memit_context_langs_gives_each_request_its_language(tmp_path, mo
     assert all(torch.equal(again.deltas[k], joint.deltas[k]) for k in joint.deltas)
     with pytest.raises(ValueError, match="context_langs needs one language code per request"):
         memit_mod.cached_memit(lm, REQS, hp, stats, "en", progress=False, context_langs=["en"])
+
+
+# --------------------------------------------------------------------------------------------------
+# cache keys do not depend on the machine (issue 12: notebook 03's memit/*/cache_key)
+# --------------------------------------------------------------------------------------------------
+def _fresh_machine(root, monkeypatch, converted, cache_via):
+    """A fresh machine under ``root``: its own $HOME (the cache dir from ``cache_via``: ``"home"``,
+    ``"xdg"`` or ``"memat"``), raw-data source dir and working directory (a notebook folder of a project at
+    another path), and the embedded model converted into its own cache dir as
+    :func:`memat.models.embedded_checkpoint` does (here the tiny model's saved checkpoint ``converted`` is
+    copied there). Returns the model loaded by ``load_model("gemma3-270m")`` and the cache dir."""
+    import shutil
+
+    import memat.models as models_mod
+
+    (root / "home").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(root / "home"))
+    for var, via in (("XDG_CACHE_HOME", "xdg"), ("MEMAT_CACHE", "memat")):
+        if cache_via == via:
+            monkeypatch.setenv(var, str(root / var.lower()))
+        else:
+            monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MEMAT_DATA_SOURCE", str(root / "shared" / "data"))
+    (root / "project" / "notebooks").mkdir(parents=True)
+    monkeypatch.chdir(root / "project" / "notebooks")
+
+    def checkpoint(refresh=False):
+        target = models_mod.cache_dir() / "models" / "gemma3-270m-tiny"
+        if not target.exists():
+            shutil.copytree(converted, target)
+        return target
+
+    monkeypatch.setattr(models_mod, "embedded_checkpoint", checkpoint)
+    return models_mod.load_model("gemma3-270m", device="cpu"), models_mod.cache_dir()
+
+
+def test_cache_keys_do_not_depend_on_the_machine(tmp_path, monkeypatch):
+    """The same model, data and settings on two fresh machines (other home, cache, data source and project
+    directories) give the same MEMIT, target, MEMAT-corrections, score and statistics keys, and a cache
+    filled on one machine serves the other; the keys still follow what the result depends on.
+    Before the fix every key differed: the model fingerprint hashed ``config.to_dict()``, whose
+    ``_name_or_path`` is the checkpoint's absolute path under the cache dir."""
+    import shutil
+
+    from memat import evaluate
+    from memat.memat import MematHparams, corrections_cache_key
+    from memat.stats import model_fingerprints
+
+    src = make_tiny_model("llama")
+    src.model.save_pretrained(tmp_path / "converted")
+    src.tokenizer.save_pretrained(tmp_path / "converted")
+    layers = [1, 2]
+    stats = {l: torch.eye(src.mlp_out_weight(l).shape[1]) for l in layers}
+    hp = _hp(layers, v_num_grad_steps=2, context_templates=[[3, 1]])
+    seen, solves = [], []
+    real_targets, real_memit = memit_mod.compute_targets, memit_mod.compute_memit
+    monkeypatch.setattr(memit_mod, "compute_targets",
+                        lambda lm_, reqs, *a, **k: seen.append(len(reqs)) or real_targets(lm_, reqs, *a, **k))
+    monkeypatch.setattr(memit_mod, "compute_memit", lambda *a, **k: solves.append(1) or real_memit(*a, **k))
+
+    def keys(lm, root):
+        # the statistics corpus named by a path of this machine, as a user's YAML would
+        hp_here = dataclasses.replace(hp, mom2_corpus={"en": str(root / "project" / "data" / "corpus.txt")})
+        pairs = evaluate._encode_pairs(lm.tokenizer, [("Michael Jordan lives in", "Tokyo"),
+                                                      ("The capital of France is", "Paris")])
+        return {
+            "memit": memit_mod.memit_cache_key(lm, REQS, hp_here, "en", 0, memit_mod.stats_key(stats)),
+            "targets": memit_mod.target_cache_keys(lm, REQS, hp, CONTEXTS),
+            "corrections": corrections_cache_key(lm, [_case()], [(1, 0), (2, 3)], MematHparams(n_steps=1), None,
+                                                 ("en", "ca")),
+            "scores": evaluate._scores_path(lm, pairs, "shared")[1],
+            "stats": model_fingerprints(lm, [0, 3]),
+        }
+
+    machines = {}
+    for name, via in (("a", "home"), ("b", "xdg"), ("c", "memat")):  # the last one stays set up
+        lm, cache = _fresh_machine(tmp_path / name, monkeypatch, tmp_path / "converted", via)
+        assert lm.name == "gemma3-270m" and cache.is_relative_to(tmp_path / name)
+        machines[name] = (lm, cache, keys(lm, tmp_path / name))
+        if name == "a":  # an edit cached on machine a
+            delta_a = memit_mod.cached_memit(lm, REQS, hp, stats, "en", progress=False)
+            assert seen == [len(REQS)] and solves == [1]
+    lm_a, cache_a, keys_a = machines["a"]
+    lm_c, cache_c, keys_c = machines["c"]
+    assert lm_a.model.config._name_or_path != lm_c.model.config._name_or_path  # the trap is really there
+    for name in "bc":
+        assert machines[name][2] == keys_a, f"machine {name}"
+
+    # the cache filled on machine a serves machine c (the cache dir copied over)
+    for kind in ("deltas", "targets"):
+        shutil.copytree(cache_a / kind, cache_c / kind)
+    delta_c = memit_mod.cached_memit(lm_c, REQS, hp, stats, "en", progress=False)
+    assert seen == [len(REQS)] and solves == [1]  # nothing recomputed: the delta itself was read
+    assert delta_c.meta["cache_key"] == delta_a.meta["cache_key"]  # what notebook 03 writes to its results
+    assert all(torch.equal(delta_c.deltas[k], delta_a.deltas[k]) for k in delta_a.deltas)
+
+    # what the result depends on still changes the keys: hyperparameters, requests, statistics, weights
+    k = memit_mod.memit_cache_key
+    base = k(lm_c, REQS, hp, "en", 0, memit_mod.stats_key(stats))
+    assert base == delta_a.meta["cache_key"]
+    assert k(lm_c, REQS, dataclasses.replace(hp, description="another run"), "en", 0, memit_mod.stats_key(stats)) == base
+    changed = [
+        k(lm_c, REQS, dataclasses.replace(hp, v_lr=hp.v_lr * 2), "en", 0, memit_mod.stats_key(stats)),
+        k(lm_c, REQS, dataclasses.replace(hp, mom2_update_weight=7.0), "en", 0, memit_mod.stats_key(stats)),
+        k(lm_c, REQS[:2], hp, "en", 0, memit_mod.stats_key(stats)),
+        k(lm_c, REQS, hp, "ca", 0, memit_mod.stats_key(stats)),
+        k(lm_c, REQS, hp, "en", 0, memit_mod.stats_key({l: 2 * s for l, s in stats.items()})),
+    ]
+    with torch.no_grad():
+        lm_c.model.get_parameter(lm_c.name_of("mlp_out", 3) + ".weight").add_(1e-3)
+    changed.append(k(lm_c, REQS, hp, "en", 0, memit_mod.stats_key(stats)))
+    assert len({base, *changed}) == 1 + len(changed)
+    after = keys(lm_c, tmp_path / "c")
+    assert all(after[name] != keys_c[name] for name in ("memit", "corrections", "scores"))
+    assert after["targets"][0] != keys_c["targets"][0]
+    assert after["stats"][0] == keys_c["stats"][0] and after["stats"][3] != keys_c["stats"][3]

@@ -238,6 +238,38 @@ def test_cache_misses_on_changed_samples_or_weights(cache, count_computes):
     assert not torch.allclose(a[1], c[1])
 
 
+def test_cache_does_not_depend_on_the_machine(tmp_path, monkeypatch, count_computes):
+    """A statistics cache filled on one machine serves another with the same model and corpus: the model is
+    fingerprinted without the directory it was loaded from, and a corpus file by its content, not its
+    path (an edited file is a new corpus)."""
+    import shutil
+
+    from memat.models import load_model
+
+    src = make_tiny_model("llama")
+    got = {}
+    for name in ("a", "b"):  # a machine: its cache dir, its copy of the checkpoint and of the corpus
+        root = tmp_path / name
+        monkeypatch.setenv("MEMAT_CACHE", str(root / "cache"))
+        (root / "models").mkdir(parents=True)
+        src.model.save_pretrained(root / "models" / "m")
+        src.tokenizer.save_pretrained(root / "models" / "m")
+        lm = load_model(str(root / "models" / "m"), device="cpu")
+        lm.name = "tiny"  # the folder name under stats/ (a local model is named by its path)
+        corpus = root / "data" / "corpus.txt"
+        corpus.parent.mkdir()
+        _write_corpus(corpus, 40)
+        if name == "b":
+            shutil.copytree(tmp_path / "a" / "cache", root / "cache")  # machine a's cache, moved over
+        got[name] = layer_stats(lm, [1, 2], str(corpus), "en", n_samples=8, max_len=16, progress=False)
+    assert count_computes == [[1, 2]]  # machine b read machine a's statistics
+    assert all(torch.equal(got["a"][l], got["b"][l]) for l in (1, 2))
+    assert [f.name for f in _files(tmp_path / "a" / "cache")] == [f.name for f in _files(tmp_path / "b" / "cache")]
+    _write_corpus(corpus, 40, seed=1)  # the same path, other text: recomputed
+    layer_stats(lm, [1, 2], str(corpus), "en", n_samples=8, max_len=16, progress=False)
+    assert count_computes == [[1, 2], [1, 2]]
+
+
 def test_use_cache_false_never_touches_disk(cache, count_computes):
     root, corpus, _ = cache
     lm = make_tiny_model("llama")

@@ -51,7 +51,7 @@ METRIC_NAMES = {
 
 
 SCORE_METHODS = ("shared", "separate")
-_SCORES_VERSION = 1
+_SCORES_VERSION = 2  # 2: the weights fingerprint no longer reads the checkpoint path nor the transformers version
 
 
 def _encode_pairs(tok, pairs):
@@ -228,7 +228,9 @@ def weights_fingerprint(lm: LoadedModel) -> str:
 
 
 def _config_json(lm: LoadedModel) -> str:
-    return json.dumps(lm.model.config.to_dict(), sort_keys=True, default=str)
+    from .stats import config_fingerprint_json
+
+    return config_fingerprint_json(lm.model.config)  # not the checkpoint's path nor the transformers version
 
 
 _TENSOR_DIGESTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> {name: (ref, version, digest)}

@@ -758,10 +758,11 @@ def corrections_cache_key(
     lm: LoadedModel, cases: Sequence[EditCase], heads, hp: MematHparams, delta, langs: Sequence[str],
     contexts: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
-    """sha256 of everything :func:`train_corrections` depends on: the model's weights (all blocks), device
-    type and dtype, the heads, the hyperparameters, the training cases' prompts, subjects, new targets and
-    KL prompts in every training language (in order), the languages, the MEMIT delta (its own cache key,
-    else a hash of its tensors) and the contexts when given."""
+    """sha256 of everything :func:`train_corrections` depends on: the model's weights (all blocks) and config
+    (not where it was loaded from), device type and dtype, the heads, the hyperparameters (not the
+    description), the training cases' prompts, subjects, new targets and KL prompts in every training
+    language (in order), the languages, the MEMIT delta (its own cache key, else a hash of its tensors) and
+    the contexts when given."""
     import hashlib
 
     from .stats import model_fingerprints
@@ -772,13 +773,13 @@ def corrections_cache_key(
         "device": lm.device.type,
         "dtype": str(lm.dtype),
         "heads": [list(h) for h in _check_heads(heads)],
-        "hparams": hp.to_dict(),
+        "hparams": {k: v for k, v in hp.to_dict().items() if k != "description"},
         "cases": [[c.case_id, {lg: [c[lg].rewrite_prompt, c[lg].subject, c[lg].target_new, list(c[lg].kl_prompts)]
                                 for lg in langs}] for c in cases],
         "langs": list(langs),
         "delta": _delta_key(delta),
         "contexts": {k: list(v) for k, v in contexts.items()} if contexts is not None else None,
-        "version": 1,
+        "version": 2,  # 2: machine-independent model fingerprint (no checkpoint path or transformers version)
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 

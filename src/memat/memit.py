@@ -693,7 +693,7 @@ def target_cache_keys(lm: LoadedModel, requests: Sequence[EditRequest], hp: Memi
         "opt": {f: getattr(hp, f) for f in _TARGET_FIELDS},
         "contexts": list(c),  # the request's own contexts
         "method": "suffix",  # compute_targets' default (same values as "full" up to float rounding)
-        "version": 2,
+        "version": 3,  # 3: the model fingerprint no longer reads the checkpoint path (machine-independent keys)
     }, sort_keys=True, default=str) for c in set(ctxs)}
     return [hashlib.sha256((bases[c] + json.dumps([q.prompt, q.subject, q.target_new, list(q.kl_prompts)])).encode()).hexdigest()
             for q, c in zip(requests, ctxs)]
@@ -755,14 +755,21 @@ def stats_key(stats: dict[int, torch.Tensor] | None) -> str:
     return h.hexdigest()
 
 
+#: Hyperparameters an edit computed from given statistics does not read: how the statistics were made (they
+#: enter the key through ``stats_key``; ``mom2_corpus`` may be a file path) and the free-text description.
+_NOT_IN_EDIT_KEY = ("mom2_corpus", "mom2_n_samples", "mom2_max_len", "mom2_dtype", "description")
+
+
 def memit_cache_key(
     lm: LoadedModel, requests: Sequence[EditRequest], hp: MemitHparams, lang: str, context_seed: int = 0,
     stats_key: str = "", context_langs: Sequence[str] | None = None,
 ) -> str:
-    """sha256 of everything a MEMIT delta depends on: the model's parameters (all blocks), device type and
-    dtype, the hyperparameters, the requests (prompt, subject, target, KL prompts, in order), the language
+    """sha256 of everything a MEMIT delta depends on: the model's parameters (all blocks) and config
+    (:func:`memat.stats.model_fingerprints`), device type and dtype, the hyperparameters (but not
+    :data:`_NOT_IN_EDIT_KEY`), the requests (prompt, subject, target, KL prompts, in order), the language
     (or per-request languages) and seed of the generated contexts, and ``stats_key`` (which statistics
-    were used)."""
+    were used). Nothing of the machine: not the cache, data or project directory, nor where the model
+    was loaded from."""
     import hashlib
 
     from .stats import model_fingerprints
@@ -772,13 +779,13 @@ def memit_cache_key(
         "model": model_fingerprints(lm, [top])[top],
         "device": lm.device.type,
         "dtype": str(lm.dtype),
-        "hparams": hp.to_dict(),
+        "hparams": {k: v for k, v in hp.to_dict().items() if k not in _NOT_IN_EDIT_KEY},
         "requests": [[q.prompt, q.subject, q.target_new, list(q.kl_prompts)] for q in requests],
         "lang": lang,
         "context_seed": context_seed,
         "stats": stats_key,
         "targets_method": "suffix",
-        "version": 2,
+        "version": 3,  # 3: machine-independent (no checkpoint path, transformers version or corpus path)
     }
     if type(hp).__name__ != "MemitHparams":  # PMET (MEMIT's own keys are unchanged)
         payload["method"] = type(hp).__name__

@@ -1,5 +1,6 @@
-"""Figures of the scaling, ITI and learning-rate experiments (MEMAT paper Figs. 4, 10, 5 and 6), drawn from
-long tables of metrics (one row per setting, language and metric, with ``mean`` and ``ci`` half-widths as
+"""Figures of the scaling, ITI and learning-rate experiments (MEMAT paper Figs. 4, 10, 5 and 6) and of the
+many-language experiment (notebook 08, :func:`language_gain_scatter`), drawn from long tables of metrics
+(one row per setting, language and metric, with ``mean`` and ``ci`` half-widths as
 :func:`memat.evaluate.summarize` and :func:`memat.lrsearch.summarize_grid` return them). Bands span the
 interval's ``lo``..``hi`` columns where the table has them (Wilson bounds for rates, inside [0, 100]), else
 ``mean +- ci``."""
@@ -12,9 +13,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .plots import plot_bounds
+from .plots import error_extent, plot_bounds
 
-__all__ = ["iti_heatmap", "lr_plot", "resources_plot", "scaling_plot"]
+__all__ = ["iti_heatmap", "language_gain_scatter", "lr_plot", "resources_plot", "scaling_plot"]
 
 _LINESTYLES = ["-", "--", ":", "-."]
 _MARKERS = ["o", "s", "^", "D", "v", "P"]
@@ -228,4 +229,70 @@ def resources_plot(resources_df: pd.DataFrame, title: str | None = None, mem_lab
         ax.legend(fontsize=7)
     fig.suptitle(title or "Cost of the edits", fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def language_gain_scatter(
+    table: pd.DataFrame,
+    metrics: Sequence[str] = ("ES", "EM"),
+    x: str = "share_j1",
+    ylabel: str = "edited \u2212 unedited (points)",
+    title: str | None = None,
+):
+    """Notebook 08, Figs. (a) and (d): a per-language gain against the language's share of J = 1 subjects, one
+    panel per metric (ES and EM), one labelled point per language coloured by its subjects' script, error bars
+    spanning the gain's interval (``lo``..``hi``, else ``mean +- ci``). The edit language (``is_edit_lang``,
+    where the table has it) is drawn hollow: its gain is efficacy (or, for MEMAT, the trained language), not
+    transfer.
+
+    ``table``: :func:`memat.multilang.transfer_by_language` (edited - unedited) or
+    :func:`memat.multilang.memat_gain_by_language` (MEMAT - MEMIT; pass ``ylabel``), columns ``lang, metric,
+    mean, ci, script`` and ``x`` (``share_j1`` by default; ``mean_jaccard`` works too). If transfer follows
+    subject tokenisation, the points rise from left to right whatever their colour. Returns the figure."""
+    _need(table, ["lang", "metric", "mean", "ci", "script", x], "language_gain_scatter")
+    present = [m for m in metrics if m in set(table.metric)]
+    if not present:
+        raise ValueError(f"language_gain_scatter: none of the metrics {list(metrics)} is in the table "
+                         f"(has {sorted(set(table.metric))})")
+    sns.set_theme(style="whitegrid", context="paper")
+    scripts = list(dict.fromkeys(table.script))
+    palette = sns.color_palette("colorblind", len(scripts)) if len(scripts) <= 10 else sns.color_palette("husl", len(scripts))
+    colors = dict(zip(scripts, palette))
+    fig, axes = plt.subplots(1, len(present), figsize=(3.8 * len(present), 3.3), squeeze=False)
+    for ax, metric in zip(axes[0], present):
+        sub = table[table.metric == metric].reset_index(drop=True)
+        dup = sub.lang[sub.lang.duplicated()]
+        if len(dup):
+            raise ValueError(f"language_gain_scatter: several {metric} rows for languages {sorted(set(dup))}")
+        xs, ys = sub[x].to_numpy(dtype=float), sub["mean"].to_numpy(dtype=float)
+        err = error_extent(sub)
+        edit = sub["is_edit_lang"].to_numpy(dtype=bool) if "is_edit_lang" in sub else np.zeros(len(sub), bool)
+        for i, r in sub.iterrows():
+            c = colors[r["script"]]
+            ax.errorbar(xs[i], ys[i], yerr=err[:, i : i + 1], fmt="none", ecolor=c, elinewidth=0.8, capsize=2, alpha=0.7)
+        for is_edit in (False, True):
+            for script in scripts:
+                m = (sub.script == script).to_numpy() & (edit == is_edit)
+                if m.any():
+                    ax.scatter(xs[m], ys[m], s=28, zorder=3, edgecolors=colors[script], linewidths=1.2,
+                               facecolors="none" if is_edit else [colors[script]],
+                               label=None if is_edit else script)
+        for i, lang in enumerate(sub.lang):
+            ax.annotate(str(lang), (xs[i], ys[i]), xytext=(3, 3), textcoords="offset points", fontsize=7)
+        ax.axhline(0, color="black", lw=0.6)
+        if x in ("share_j1", "share_mid", "share_low", "mean_jaccard"):  # in [0, 1]
+            ax.set_xlim(-0.05, 1.05)
+        ax.set_xlabel({"share_j1": "share of subjects with J = 1", "mean_jaccard": "mean subject Jaccard"}.get(x, x))
+        ax.set_ylabel(f"{metric}: {ylabel}")
+        ax.set_title(metric, fontsize=9)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if "is_edit_lang" in table and table["is_edit_lang"].astype(bool).any():
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], marker="o", ls="", markerfacecolor="none", markeredgecolor="gray"))
+        labels.append("edit language")
+    fig.legend(handles, labels, loc="center right", fontsize=7, frameon=False, title="subject script",
+               title_fontsize=7)
+    fig.suptitle(title or "Gain per language against its share of J = 1 subjects (bars: intervals)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 0.85, 1))
     return fig

@@ -4,7 +4,8 @@
 * Keys of all real (non-padding) tokens are accumulated in float64, so summing 10^5..10^7 outer
   products does not drift; the result is returned in ``dtype``.
 * Results are cached on disk (safetensors, written atomically) under a key of model fingerprint,
-  layer, corpus, language, sample count, max length and dtype; a file whose metadata or checksum
+  layer, corpus (a text file by its content, :func:`corpus_id`), language, sample count, max length and
+  dtype, none of which depends on the machine or the directories; a file whose metadata or checksum
   does not match is reported and recomputed, never silently used.
 """
 from __future__ import annotations
@@ -23,7 +24,8 @@ from .hooks import TraceDict
 from .io import atomic_path
 from .models import LoadedModel, cache_dir
 
-__all__ = ["corpus_lines", "heldout_lines", "layer_stats", "model_fingerprint", "model_fingerprints", "StatsCacheError"]
+__all__ = ["config_fingerprint_json", "corpus_id", "corpus_lines", "heldout_lines", "layer_stats", "model_fingerprint",
+           "model_fingerprints", "StatsCacheError"]
 
 HELDOUT_LINES = 200  # the last lines of each corpus are never used for statistics
 
@@ -95,10 +97,34 @@ def tensor_hash_bytes(t: torch.Tensor) -> bytes:
     return t.float().cpu().contiguous().numpy().tobytes()
 
 
+#: Config fields that say where a model was loaded from and by which library, not what it computes; no
+#: fingerprint (and so no cache key) reads them. ``_name_or_path`` is the checkpoint's path: for the embedded
+#: model ``<cache dir>/models/gemma3-270m-q4km-<sha>``, so it changes with $HOME, $XDG_CACHE_HOME or
+#: $MEMAT_CACHE; ``transformers_version`` is the *running* transformers version (``to_dict()`` writes it);
+#: ``_commit_hash`` a hub revision (the weights are hashed themselves).
+MACHINE_CONFIG_FIELDS = frozenset({"_name_or_path", "name_or_path", "_commit_hash", "transformers_version"})
+
+
+def _without_machine_fields(x):
+    if isinstance(x, dict):
+        return {k: _without_machine_fields(v) for k, v in x.items() if k not in MACHINE_CONFIG_FIELDS}
+    if isinstance(x, (list, tuple)):
+        return [_without_machine_fields(v) for v in x]
+    return x
+
+
+def config_fingerprint_json(config) -> str:
+    """The model config as fingerprints hash it: ``config.to_dict()`` without :data:`MACHINE_CONFIG_FIELDS`
+    (in nested configs too), as sorted JSON. The same model loaded from two directories or on two
+    machines gives the same text."""
+    return json.dumps(_without_machine_fields(config.to_dict()), sort_keys=True, default=str)
+
+
 def model_fingerprints(lm: LoadedModel, layers: Sequence[int]) -> dict[int, str]:
-    """For each layer, a hash of the model's config and of every parameter that feeds its keys
-    (embeddings and blocks up to that layer). Every parameter is read once, whatever the number of layers."""
-    base = hashlib.sha256(json.dumps(lm.model.config.to_dict(), sort_keys=True, default=str).encode())
+    """For each layer, a hash of the model's config (:func:`config_fingerprint_json`: not where it was loaded
+    from) and of every parameter that feeds its keys (embeddings and blocks up to that layer). Every
+    parameter is read once, whatever the number of layers."""
+    base = hashlib.sha256(config_fingerprint_json(lm.model.config).encode())
     per_block: dict[int, "hashlib._Hash"] = {}
     prefix = lm.spec.layers + "."
     deepest = max(layers)
@@ -127,6 +153,24 @@ def model_fingerprints(lm: LoadedModel, layers: Sequence[int]) -> dict[int, str]
 def model_fingerprint(lm: LoadedModel, upto_layer: int) -> str:
     """A hash of the model's config and of every parameter that feeds the keys of ``upto_layer``."""
     return model_fingerprints(lm, [upto_layer])[upto_layer]
+
+
+_NAMED_CORPORA = ("wikitext2", "globalvoices", "catalan_cc0")
+
+
+def corpus_id(corpus: str) -> str:
+    """What names a corpus in the statistics cache: a registered name (its files are checked against their
+    sha256 when fetched) or ``hf:...`` as given; a text file by its content, ``file-<sha256[:16]>``, not by
+    its path (the same file in another directory or on another machine is the same corpus, and an edited
+    file is a new one)."""
+    if corpus in _NAMED_CORPORA or corpus.startswith("hf:"):
+        return corpus
+    p = Path(corpus)
+    if p.is_file():
+        from .data.fetch import sha256_file
+
+        return f"file-{sha256_file(p)[:16]}"
+    return corpus
 
 
 def _cache_path(lm, layer, corpus, lang, n, max_len, dtype, fp) -> Path:
@@ -212,9 +256,10 @@ def layer_stats(
     """Second moments of the MEMIT keys of ``layers`` (cached); one pass for all the layers missing."""
     layers = sorted(set(layers))
     fps = model_fingerprints(lm, layers)
-    metas = {l: {"model": lm.name, "fingerprint": fps[l], "layer": l, "corpus": corpus, "lang": lang,
+    cid = corpus_id(corpus)
+    metas = {l: {"model": lm.name, "fingerprint": fps[l], "layer": l, "corpus": cid, "lang": lang,
                  "n_samples": n_samples, "max_len": max_len, "dtype": dtype, "skip_bos": True} for l in layers}
-    paths = {l: _cache_path(lm, l, corpus, lang, n_samples, max_len, dtype, fps[l]) for l in layers}
+    paths = {l: _cache_path(lm, l, cid, lang, n_samples, max_len, dtype, fps[l]) for l in layers}
     out, todo = {}, []
     for l in layers:
         got = _load_cached(paths[l], metas[l]) if use_cache else None

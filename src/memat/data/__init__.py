@@ -6,6 +6,8 @@ Typical use::
     res = load_dataset("bmike53_counterfact")          # fetched/verified into the data dir
     print(res.summary())                               # counterfact_test_ca.json: 977 cases loaded, 54 skipped (...)
     cases = select_cases(res, 100, seed=0)
+    he = load_dataset("bmike53_counterfact", langs=("en", "he"))  # counterfact_test_he.json (BMIKE53_LANGS)
+    print(he.skipped)                                  # {'missing_language': 17, 'subject_not_in_prompt': 64}
 """
 from .fetch import (
     ChecksumError,
@@ -17,11 +19,14 @@ from .fetch import (
     fetch_dataset,
 )
 from .loaders import (
+    BMIKE53_CI_LANGS,
+    BMIKE53_LANGS,
     FALLBACK_QUESTION_TEMPLATE,
     KL_PROMPTS,
     QUESTION_TEMPLATES,
     DataFileError,
     LoadResult,
+    bmike53_file,
     detect_format,
     dump_memat,
     load_bmike53,
@@ -44,6 +49,9 @@ __all__ = [
     "QUESTION_TEMPLATES",
     "FALLBACK_QUESTION_TEMPLATE",
     "KL_PROMPTS",
+    "BMIKE53_LANGS",
+    "BMIKE53_CI_LANGS",
+    "bmike53_file",
     "load_counterfact_easyedit",
     "load_bmike53",
     "load_counterfact_rome",

@@ -199,14 +199,23 @@ def fetch_dataset(
     data_dir: str | os.PathLike | None = None,
     offline: bool = False,
     opener: Opener | None = None,
+    files: Iterable[str] | None = None,
 ) -> FetchReport:
-    """Make every file of data set ``name`` present and verified; report what was done per file."""
+    """Make the files of data set ``name`` present and verified; report what was done per file.
+
+    ``files``: the ``local`` paths to handle (default: every file of the data set), so that a loader
+    reading one file of a large data set (BMIKE-53 has one file per language) neither copies nor
+    downloads the others. An unregistered path raises ``KeyError`` naming the data set.
+    """
     src = get_source(name)
+    if isinstance(files, str):
+        raise TypeError(f"files must be a list of local paths of {name!r}, not the string {files!r}")
+    wanted = src.files if files is None else tuple(src.file(local) for local in files)
     dest_root = _resolve_data_dir(data_dir) / name
     source_root = _resolve_source_dir(source_dir)
     use_opener = opener if opener is not None else urlopen
     report = FetchReport(name=name, path=dest_root)
-    for f in src.files:
+    for f in wanted:
         report.files[f.local] = _ensure_file(src, f, dest_root, source_root, offline, use_opener)
     return report
 
@@ -217,14 +226,17 @@ def ensure_dataset(
     data_dir: str | os.PathLike | None = None,
     offline: bool = False,
     opener: Opener | None = None,
+    files: Iterable[str] | None = None,
 ) -> Path:
-    """Make data set ``name`` present and verified in the data directory; return its folder.
+    """Make data set ``name`` (or only its ``files``) present and verified in the data directory; return its folder.
 
     ``source_dir`` defaults to ``$MEMAT_DATA_SOURCE`` and ``data_dir`` to :func:`data_dir`.
     Raises :class:`ChecksumError` on a sha256 mismatch and :class:`FetchError` when a file cannot be
     obtained.
     """
-    return fetch_dataset(name, source_dir=source_dir, data_dir=data_dir, offline=offline, opener=opener).path
+    return fetch_dataset(
+        name, source_dir=source_dir, data_dir=data_dir, offline=offline, opener=opener, files=files
+    ).path
 
 
 def ensure_all(

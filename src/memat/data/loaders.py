@@ -4,13 +4,15 @@ Every loader returns a :class:`LoadResult` (the cases, what was skipped and why,
 Two kinds of problems are told apart:
 
 * a **malformed** record (missing field, wrong type, empty subject or target, bad ``{}`` template,
-  unequal variant lists, missing language) raises :class:`RecordError` naming the file, the
-  ``case_id`` and the field; a file that is not valid JSON (or not a list of records) raises
-  :class:`DataFileError` naming the file (and line/column for a JSON syntax error);
-* a well-formed record that the paper's pipeline cannot use, chiefly a subject that does not occur
-  verbatim in its prompt (MEMIT looks up the subject's last token there), is **skipped** and counted
-  under a reason (``LoadResult.skipped``, ``LoadResult.skipped_ids``). With ``strict=True`` a skip
-  raises :class:`RecordError` instead.
+  unequal variant lists, missing language in a MEMAT combined file) raises :class:`RecordError` naming
+  the file, the ``case_id`` and the field; a file that is not valid JSON (or not a list of records)
+  raises :class:`DataFileError` naming the file (and line/column for a JSON syntax error);
+* a well-formed record that the paper's pipeline cannot use is **skipped** and counted under a reason
+  (``LoadResult.skipped``, ``LoadResult.skipped_ids``, ``LoadResult.summary()``): chiefly a subject that
+  does not occur verbatim in its prompt (``subject_not_in_prompt``; MEMIT looks up the subject's last
+  token there), and a case without a requested language (``missing_language``; some BMIKE-53 records
+  have only their English part, e.g. 17 of the Hebrew file). With ``strict=True`` a skip raises
+  :class:`RecordError` instead.
 
 Prompt templates follow :mod:`memat.data.records`: ``rewrite_prompt`` contains ``{}`` exactly once and
 is used with ``str.format``; literal braces of the source text are escaped as ``{{`` / ``}}``.
@@ -22,9 +24,11 @@ EasyEdit CounterFact (``counterfact-{train,val,edit}.json``)
     ``case_id, prompt, subject, target_new, ground_truth, rephrase_prompt, locality_prompt,
     locality_ground_truth``: :func:`load_counterfact_easyedit`.
 
-BMIKE-53 CounterFact test set (``counterfact_test_ca.json``)
-    ``[{"en": {...}, "ca": {...}}, ...]`` with ``case_id, subject, src, rephrase, old, alt, loc,
+BMIKE-53 CounterFact test set (``counterfact_test_<lang>.json``, one file per language)
+    ``[{"en": {...}, "<lang>": {...}}, ...]`` with ``case_id, subject, src, rephrase, old, alt, loc,
     loc_ans[, port, port_ans]`` per language; questions, not cloze prompts: :func:`load_bmike53`.
+    Every file holds the same 1,031 English records; :func:`bmike53_file` picks the file of a language
+    (:data:`BMIKE53_LANGS`).
 
 ROME / MEMIT CounterFact (``counterfact.json``)
     ``{"case_id", "pararel_idx", "requested_rewrite": {"prompt", "relation_id", "target_new":
@@ -90,17 +94,35 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from ..io import atomic_write_text
 from .records import EditCase, LangView, RecordError
+from .sources import get_source
 
 # --------------------------------------------------------------------------- constants
-#: Per-language template turning a BMIKE-53 question ``{q}`` into a prompt. Override per call with
-#: ``load_bmike53(question_templates=...)``.
+#: Per-language template turning a BMIKE-53 question ``{q}`` into a prompt: the language's own words for
+#: "Question" and "Answer" in the English frame ``"<Question>: {q}\n<Answer>:"``, so that languages differ
+#: in the words only (Chinese and Japanese write the full-width colon ``：`` without a space, as their
+#: questions end in ``？``). Every language of :data:`BMIKE53_CI_LANGS` has one, plus en and es.
+#: Override per call with ``load_bmike53(question_templates=...)``.
 QUESTION_TEMPLATES: dict[str, str] = {
     "en": "Question: {q}\nAnswer:",
     "ca": "Pregunta: {q}\nResposta:",
     "es": "Pregunta: {q}\nRespuesta:",
+    "de": "Frage: {q}\nAntwort:",
+    "fr": "Question: {q}\nRéponse:",
+    "pl": "Pytanie: {q}\nOdpowiedź:",
+    "ru": "Вопрос: {q}\nОтвет:",
+    "el": "Ερώτηση: {q}\nΑπάντηση:",
+    "ar": "سؤال: {q}\nجواب:",
+    "he": "שאלה: {q}\nתשובה:",
+    "hi": "प्रश्न: {q}\nउत्तर:",
+    "zh": "问题：{q}\n答案：",
+    "ja": "質問：{q}\n回答：",
+    "ko": "질문: {q}\n답변:",
 }
-#: Template for a language missing from :data:`QUESTION_TEMPLATES`.
-FALLBACK_QUESTION_TEMPLATE = "{q}\n" + "A:"
+#: Template for a language missing from :data:`QUESTION_TEMPLATES` (the other BMIKE-53 languages): the
+#: English words, i.e. the English prompt frame around the language's own question, rather than
+#: unchecked translations of the two words. ``lang in QUESTION_TEMPLATES`` tells whether a language gets
+#: its own words.
+FALLBACK_QUESTION_TEMPLATE = QUESTION_TEMPLATES["en"]
 
 #: Default KL (essence) prompts per language, ``{}`` = subject. Unknown languages fall back to English.
 KL_PROMPTS: dict[str, tuple[str, ...]] = {
@@ -115,8 +137,27 @@ _NAME_TO_CODE = {v: k for k, v in LANG_NAMES.items()}
 
 #: Skip reason: the subject string does not occur verbatim in the prompt/question.
 SUBJECT_NOT_IN_PROMPT = "subject_not_in_prompt"
-#: Skip reason (MEMAT directory layout): a case lacks one of the requested language files' records.
+#: Skip reason: a case lacks a requested language (a BMIKE-53 record with only its English part; in the
+#: MEMAT directory layout, a case missing from one of the language files).
 MISSING_LANGUAGE = "missing_language"
+
+#: Registered name of the BMIKE-53 CounterFact data set (:mod:`memat.data.sources`) and its default
+#: file (English and Catalan, the paper's pair).
+BMIKE53_NAME = "bmike53_counterfact"
+BMIKE53_DEFAULT_FILE = "counterfact_test_ca.json"
+_BMIKE53_PREFIX, _BMIKE53_SUFFIX = "counterfact_test_", ".json"
+#: Codes of the languages with an English/X test file ``counterfact_test_<code>.json`` in the registry
+#: (51, sorted; Spanish is not among them), derived from :mod:`memat.data.sources` so that the two
+#: cannot disagree.
+BMIKE53_LANGS: tuple[str, ...] = tuple(sorted(
+    f.local[len(_BMIKE53_PREFIX):-len(_BMIKE53_SUFFIX)]
+    for f in get_source(BMIKE53_NAME).files
+    if f.local.startswith(_BMIKE53_PREFIX) and f.local.endswith(_BMIKE53_SUFFIX)
+))
+#: The CI default languages of notebook 08 (many languages): a dozen spanning the scripts of BMIKE-53
+#: (Latin, Cyrillic, Greek, Arabic, Hebrew, Devanagari, Han, kana, Hangul); each has its own words in
+#: :data:`QUESTION_TEMPLATES`.
+BMIKE53_CI_LANGS: tuple[str, ...] = ("ca", "de", "fr", "pl", "ru", "el", "ar", "he", "hi", "zh", "ja", "ko")
 
 EASYEDIT_SPLITS = ("train", "val", "edit")
 _BMIKE_FIELDS = ("subject", "src", "rephrase", "old", "alt", "loc", "loc_ans")
@@ -451,11 +492,46 @@ def load_bmike53(
     is the templated ``src`` with the subject replaced by ``{}``; ``paraphrase_prompts`` =
     (templated ``rephrase``,), ``neighborhood_prompts`` = (templated ``loc``,) with
     ``neighborhood_targets`` = (``loc_ans``,); ``port``/``port_ans`` go to ``meta["portability"]``.
-    A record whose subject does not occur verbatim in its ``src`` (in any kept language) is skipped
-    (``subject_not_in_prompt``); a record lacking a requested language raises :class:`RecordError`.
+    Skipped and counted (see :class:`LoadResult`): a record without a requested language
+    (``missing_language``; upstream has such records, e.g. 17 in the Hebrew file), then a record whose
+    subject does not occur verbatim in its ``src`` in a kept language (``subject_not_in_prompt``).
+    A requested language that no record of the file has raises :class:`DataFileError` (wrong file).
     """
     p = Path(path)
     return _bmike53_records(_read_records(p), p, langs, question_templates, kl_prompts, strict)
+
+
+def bmike53_file(langs: Sequence[str] | None = None) -> str:
+    """The BMIKE-53 test file (local name in ``bmike53_counterfact``) that holds the languages ``langs``.
+
+    Each file pairs the same English records with one other language, so ``langs`` may hold English
+    and at most one other code of :data:`BMIKE53_LANGS`: ``("en", "de")`` or ``("de",)`` ->
+    ``counterfact_test_de.json``. ``None`` or English alone -> ``counterfact_test_ca.json``, the data
+    set's default file (its English part is the same in every file). Raises ``ValueError`` naming
+    ``langs`` and listing the available codes otherwise.
+    """
+    if langs is None:
+        return BMIKE53_DEFAULT_FILE
+    if isinstance(langs, str):
+        raise TypeError(
+            f"langs must be a sequence of language codes such as ('en', {langs!r}), not the string {langs!r}"
+        )
+    codes = list(dict.fromkeys(langs))
+    if not codes:
+        raise ValueError(f"langs is empty; give English and/or one of: {', '.join(BMIKE53_LANGS)}")
+    others = [c for c in codes if c != "en"]
+    unknown = [c for c in others if c not in BMIKE53_LANGS]
+    if unknown:
+        raise ValueError(
+            f"langs={tuple(langs)!r}: no BMIKE-53 file for language {unknown[0]!r}; "
+            f"available (each with English): {', '.join(BMIKE53_LANGS)}"
+        )
+    if len(others) > 1:
+        raise ValueError(
+            f"langs={tuple(langs)!r}: each BMIKE-53 file pairs English with one language, so langs holds "
+            f"'en' and at most one of {', '.join(BMIKE53_LANGS)}; load the languages one at a time"
+        )
+    return f"{_BMIKE53_PREFIX}{others[0]}{_BMIKE53_SUFFIX}" if others else BMIKE53_DEFAULT_FILE
 
 
 def _bmike53_records(
@@ -469,6 +545,16 @@ def _bmike53_records(
     kl_table = _kl_table(kl_prompts)
     for tmpl in (question_templates or {}).values():
         _split_question_template(tmpl)
+    if langs is not None:
+        if isinstance(langs, str):
+            raise TypeError(f"langs must be a sequence of language codes, not the string {langs!r}")
+        in_file = list(dict.fromkeys(k for r in records if isinstance(r, dict) for k in r))
+        absent = [lang for lang in langs if lang not in in_file]
+        if absent:
+            raise DataFileError(
+                path, f"no record has language {absent[0]!r} (langs={tuple(langs)!r}); "
+                f"the file's languages: {', '.join(map(str, in_file)) or 'none'}"
+            )
     ctx = _Ctx(path, strict)
     tag = f"bmike53:{path.name}"
     for i, raw in enumerate(records):
@@ -476,17 +562,27 @@ def _bmike53_records(
         keep = list(langs) if langs is not None else list(rec)
         if not keep:
             raise ctx.error(f"<record #{i}>", "<record>", "no language keys")
+        # the case_id is read from the first kept language present, else from any language part
+        # (a record skipped for a missing language is still named by its case_id)
         present = [k for k in keep if isinstance(rec.get(k), dict)]
-        cid = ctx.case_id(rec[present[0]], i, prefix=f"{present[0]}.") if present else f"<record #{i}>"
-        for lang in keep:
-            if lang not in rec:
-                raise ctx.error(cid, lang, f"language missing from record (has: {', '.join(map(str, rec))})")
+        id_lang = present[0] if present else next((k for k, v in rec.items() if isinstance(v, dict)), None)
+        if id_lang is None:
+            raise ctx.error(f"<record #{i}>", "<record>", f"no language part (keys: {', '.join(map(str, rec))})")
+        cid = ctx.case_id(rec[id_lang], i, prefix=f"{id_lang}.")
+        for lang in (k for k in keep if k in rec):
             if not isinstance(rec[lang], dict):
                 raise ctx.error(cid, lang, f"expected a JSON object, got {_tname(rec[lang])}")
             other = ctx.case_id(rec[lang], i, prefix=f"{lang}.")
             if other != cid:
                 raise ctx.error(cid, f"{lang}.case_id", f"case_id {other!r} differs from {cid!r}")
         ctx.register(cid, i)
+        lacking = [lang for lang in keep if lang not in rec]
+        if lacking:
+            ctx.skip(
+                MISSING_LANGUAGE, cid, lacking[0],
+                f"record has no {lacking[0]!r} part (has: {', '.join(map(str, rec))})",
+            )
+            continue
 
         fields: dict[str, dict[str, str]] = {}
         ports: dict[str, tuple[str | None, str | None]] = {}
@@ -941,7 +1037,7 @@ def _atomic_write_text(dest: Path, text: str) -> None:
 #: Registered data set name -> default file inside its folder (None: the folder itself).
 EDIT_DATASETS: dict[str, str | None] = {
     "counterfact_easyedit_full": None,
-    "bmike53_counterfact": "counterfact_test_ca.json",
+    BMIKE53_NAME: BMIKE53_DEFAULT_FILE,
 }
 
 
@@ -983,8 +1079,11 @@ def load_dataset(name_or_path: str | os.PathLike, **kw: Any) -> LoadResult:
     Names: ``"counterfact_en_ca"`` (the bilingual CounterFact built by notebook 01 /
     :mod:`memat.data.build`, built with the defaults on first use; any other build name of
     ``data/derived`` works too; kw: ``langs``, ``source_dir`` ...), ``"counterfact_easyedit_full"`` (kw: ``split``, ``lang``, ``kl_prompt``, ``strict``) and
-    ``"bmike53_counterfact"`` (kw: ``file`` (default ``counterfact_test_ca.json``), ``langs``, ...); they
-    are resolved through :func:`memat.data.fetch.ensure_dataset`, which takes the keywords
+    ``"bmike53_counterfact"`` (kw: ``langs``, which picks the file with :func:`bmike53_file`:
+    ``langs=("en", "de")`` reads ``counterfact_test_de.json``, no ``langs`` the default
+    ``counterfact_test_ca.json`` with en and ca; or ``file``, a test file of the data set by name;
+    ``question_templates``, ``kl_prompts``, ``strict``); they are resolved through
+    :func:`memat.data.fetch.ensure_dataset` (BMIKE-53: only the file read), which takes the keywords
     ``source_dir``, ``data_dir`` and ``offline``. Paths: a directory with ``counterfact-*.json``
     (EasyEdit) or ``*_CF.json`` (MEMAT) files, or a JSON file in any supported schema. For BMIKE-53 and
     MEMAT files without ``langs``, every language of the first record is kept.
@@ -1003,13 +1102,20 @@ def load_dataset(name_or_path: str | os.PathLike, **kw: Any) -> LoadResult:
             ensure_built(name, **raw)
         return load_built(name, **kw)
     if name in EDIT_DATASETS:
-        folder = ensure_dataset(
-            name, source_dir=kw.pop("source_dir", None), data_dir=kw.pop("data_dir", None),
-            offline=kw.pop("offline", False),
-        )
+        where = {"source_dir": kw.pop("source_dir", None), "data_dir": kw.pop("data_dir", None),
+                 "offline": kw.pop("offline", False)}
         if name == "counterfact_easyedit_full":
-            return load_counterfact_easyedit(folder, **kw)
-        return load_bmike53(folder / kw.pop("file", EDIT_DATASETS[name]), **kw)
+            return load_counterfact_easyedit(ensure_dataset(name, **where), **kw)
+        file = kw.pop("file", None)
+        if file is None:
+            file = bmike53_file(kw.get("langs"))
+        else:
+            test_files = [f.local for f in REGISTRY[name].files if f.local.startswith("counterfact_test")]
+            if file not in test_files:
+                raise ValueError(
+                    f"file={file!r} is not a test file of {name}; its test files: {', '.join(test_files)}"
+                )
+        return load_bmike53(ensure_dataset(name, files=[file], **where) / file, **kw)
     if name in REGISTRY:
         raise ValueError(f"{name!r} is a registered data set but not an editing data set; editing: {list(EDIT_DATASETS)}")
     p = Path(name_or_path)
@@ -1113,6 +1219,9 @@ __all__ = [
     "LANG_NAMES",
     "SUBJECT_NOT_IN_PROMPT",
     "MISSING_LANGUAGE",
+    "BMIKE53_LANGS",
+    "BMIKE53_CI_LANGS",
+    "bmike53_file",
     "DataFileError",
     "LoadResult",
     "cloze_template",
