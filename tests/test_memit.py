@@ -664,6 +664,57 @@ def test_cached_targets_are_per_request_and_shared_between_edits(tmp_path, monke
     assert memit_mod.target_cache_keys(lm, REQS, hp, ctx[:1])[0] != keys[0]
 
 
+def _corrupt_target(path, key, how):
+    from safetensors.torch import save_file
+
+    z = torch.zeros(4)
+    if how == "garbage":
+        path.write_bytes(b"not a safetensors file")
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[:-8])
+    elif how == "no log":
+        save_file({"z": z}, str(path), metadata={"key": key})
+    elif how == "log not JSON":
+        save_file({"z": z}, str(path), metadata={"key": key, "log": "{"})
+    elif how == "log not an object":
+        save_file({"z": z}, str(path), metadata={"key": key, "log": "[1]"})
+    elif how == "no z":
+        save_file({"y": z}, str(path), metadata={"key": key, "log": "{}"})
+
+
+@pytest.mark.parametrize("how", ["garbage", "truncated", "no log", "log not JSON", "log not an object", "no z"])
+def test_an_unreadable_cached_target_is_reported_and_recomputed(tmp_path, monkeypatch, how):
+    """A corrupt target file is named in a warning (with the error), its target optimised again (the others
+    still read from the cache) and the entry overwritten; the result is the fresh computation's."""
+    import re
+    import warnings
+
+    monkeypatch.setenv("MEMAT_CACHE", str(tmp_path))
+    lm = make_tiny_model("llama")
+    hp = _hp([1, 2], v_num_grad_steps=2, context_templates=[[3, 1]])
+    ctx = memit_mod.context_templates(lm, "en", hp.context_templates, seed=0)
+    reqs = REQS[:2]
+    seen = []
+    real = memit_mod.compute_targets
+    monkeypatch.setattr(memit_mod, "compute_targets", lambda lm_, rs, *a, **k: seen.append(len(rs)) or real(lm_, rs, *a, **k))
+    z1, logs1 = memit_mod.cached_targets(lm, reqs, hp, ctx, progress=False)  # computed: the fresh result
+    key = memit_mod.target_cache_keys(lm, reqs, hp, ctx)[0]
+    path = tmp_path / "targets" / lm.name.replace("/", "__") / f"{key[:32]}.safetensors"
+    assert path.is_file() and seen == [2]
+    _corrupt_target(path, key, how)
+    with pytest.warns(UserWarning, match=rf"target cache .*{re.escape(path.name)} is unreadable \(\w+: .*\); recomputing"):
+        z2, logs2 = memit_mod.cached_targets(lm, reqs, hp, ctx, progress=False)
+    assert seen == [2, 1]  # only the corrupt entry
+    fresh, _, fresh_logs = real(lm, reqs[:1], hp, memit_mod.per_request_contexts(ctx, 1), False)
+    assert torch.equal(z2[0], fresh[0]) and logs2[0] == dict(fresh_logs[0], case_id=reqs[0].case_id)
+    assert torch.equal(z2[1], z1[1]) and logs2[1] == logs1[1]  # read back
+    torch.testing.assert_close(z2, z1, rtol=1e-4, atol=1e-6)  # optimised alone, not in a batch of two
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the entry was rewritten: read back without a warning or a computation
+        z3, _ = memit_mod.cached_targets(lm, reqs, hp, ctx, progress=False)
+    assert seen == [2, 1] and torch.equal(z3, z2)
+
+
 # --------------------------------------------------------------------------------------------------
 # per-request contexts (a joint edit of requests in two languages)
 # --------------------------------------------------------------------------------------------------

@@ -209,6 +209,80 @@ def test_measured_cache_computes_once_and_reports_the_first_measurement(tmp_path
         scaling.measured_cache("t", "", compute, save, load, root=tmp_path)
 
 
+@pytest.mark.parametrize("suffix, content", [
+    ("json", b"{not json"), ("json", b"[1, 2]"), ("json", b"\xff\xfe not UTF-8"),
+    ("safetensors", b"not a safetensors file"),
+])
+def test_an_unreadable_measured_entry_is_reported_and_recomputed(tmp_path, suffix, content):
+    """A corrupt record or result file is named in a warning (with the error), computed again under
+    :func:`measure` and overwritten; the result is the fresh computation's."""
+    import re
+    import warnings
+
+    save, load = _tensor_io()
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"x": torch.arange(6.0)}
+
+    r1, _, _ = scaling.measured_cache("t", "k" * 40, compute, save, load, root=tmp_path)
+    bad = tmp_path / "t" / f"{'k' * 32}.{suffix}"
+    bad.write_bytes(content)
+    with pytest.warns(UserWarning, match=rf"measured cache .*{re.escape(bad.name)} is unreadable \(\w+: .*\); recomputing"):
+        r2, rec2, fresh2 = scaling.measured_cache("t", "k" * 40, compute, save, load, root=tmp_path)
+    assert fresh2 and len(calls) == 2 and torch.equal(r2["x"], r1["x"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rewritten: read back without a warning or a computation
+        r3, rec3, fresh3 = scaling.measured_cache("t", "k" * 40, compute, save, load, root=tmp_path)
+    assert not fresh3 and len(calls) == 2 and rec3 == rec2 and torch.equal(r3["x"], r1["x"])
+
+
+def test_measured_cache_does_not_swallow_errors_of_the_computation(tmp_path):
+    """Only reading the cache is guarded: an error of ``compute`` (here after a corrupt record) or of
+    ``save`` reaches the caller."""
+    save, load = _tensor_io()
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / f"{'k' * 32}.json").write_text("{not json")
+    (tmp_path / "t" / f"{'k' * 32}.safetensors").write_bytes(b"")
+
+    def broken():
+        raise RuntimeError("the computation failed")
+
+    with pytest.warns(UserWarning, match="is unreadable"), pytest.raises(RuntimeError, match="the computation failed"):
+        scaling.measured_cache("t", "k" * 40, broken, save, load, root=tmp_path)
+    def full_disk(result, path):
+        raise OSError("no space left on device")
+
+    with pytest.raises(OSError, match="no space left"):
+        scaling.measured_cache("t", "j" * 40, lambda: {"x": torch.ones(2)}, full_disk, load, root=tmp_path)
+
+
+def test_measured_memit_recomputes_a_corrupt_edit(tmp_path, monkeypatch):
+    """A MEMIT edit whose stored result is corrupt is reported, computed again from scratch and equals the
+    first (fresh) computation."""
+    import re
+
+    from memat.hparams import MemitHparams
+    from memat.memit import EditRequest
+
+    monkeypatch.setenv("MEMAT_CACHE", str(tmp_path))
+    lm = make_tiny_model("llama")
+    layers = [1, 2]
+    stats = {l: torch.eye(lm.mlp_out_weight(l).shape[1]) for l in layers}
+    hp = MemitHparams(layers=layers, v_num_grad_steps=2, batch_size=8, mom2_update_weight=1.0, context_templates=[[3, 1]])
+    reqs = [EditRequest(0, "{} lives in", "Michael Jordan", "Tokyo")]
+    d1, _, fresh1 = scaling.measured_memit(lm, reqs, hp, stats, "en")
+    (result,) = (tmp_path / "measured" / "memit").glob("*.safetensors")
+    result.write_bytes(result.read_bytes()[:100])  # truncated
+    with pytest.warns(UserWarning, match=re.escape(result.name)):
+        d2, _, fresh2 = scaling.measured_memit(lm, reqs, hp, stats, "en")
+    assert fresh1 and fresh2
+    assert d1.deltas.keys() == d2.deltas.keys() and all(torch.equal(d1.deltas[k], d2.deltas[k]) for k in d1.deltas)
+    _, _, fresh3 = scaling.measured_memit(lm, reqs, hp, stats, "en")
+    assert not fresh3
+
+
 def test_measured_cache_default_root_is_the_memat_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MEMAT_CACHE", str(tmp_path))
     save, load = _tensor_io()

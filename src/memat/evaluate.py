@@ -275,7 +275,7 @@ def has_hooks(model: torch.nn.Module) -> bool:
 
 
 def _scores_path(lm, encoded, method):
-    from .models import cache_dir
+    from .paths import cache_dir
 
     payload = json.dumps({"weights": weights_fingerprint(lm), "pairs": encoded, "method": method,
                           "version": _SCORES_VERSION}, sort_keys=True)

@@ -18,6 +18,7 @@ import pandas as pd
 from .data.loaders import subject_jaccard
 from .data.records import EditCase
 from .io import atomic_path
+from .paths import project_root  # re-exported: the notebooks call experiments.project_root()
 
 __all__ = [
     "project_root",
@@ -33,16 +34,6 @@ __all__ = [
     "wide_table",
     "magnitude_verdict",
 ]
-
-
-def project_root() -> Path:
-    """The nearest directory above the working directory with a pyproject.toml (notebooks run in
-    ``notebooks/``), else the source checkout this package was imported from, else the CWD."""
-    for d in [Path.cwd(), *Path.cwd().parents]:
-        if (d / "pyproject.toml").exists() and (d / "src" / "memat").is_dir():
-            return d
-    here = Path(__file__).resolve().parents[2]
-    return here if (here / "pyproject.toml").exists() else Path.cwd()
 
 
 def figures_dir() -> Path:

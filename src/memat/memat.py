@@ -799,7 +799,7 @@ def cached_corrections(
     the training log inside the file's metadata). Notebooks 04, 05 and 06 train the same corrections;
     the second one loads them. The key (:func:`corrections_cache_key`) covers everything the training
     depends on, so stale corrections are never returned. ``cache=False`` trains without the cache."""
-    from .models import cache_dir
+    from .paths import cache_dir
 
     if isinstance(langs, str):
         langs = (langs,)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -699,6 +700,28 @@ def target_cache_keys(lm: LoadedModel, requests: Sequence[EditRequest], hp: Memi
             for q, c in zip(requests, ctxs)]
 
 
+def _read_cached_target(path: Path, key: str) -> tuple[torch.Tensor, dict] | None:
+    """The target vector and optimisation log that :func:`cached_targets` wrote to ``path`` for ``key``, or
+    ``None``: for a file of another key (the file name holds only its first 32 characters) silently, for an
+    unreadable file (truncated, corrupt, a field missing) with a warning naming it, so that the target is
+    computed again and the broken entry overwritten, never silently skipped."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("key") != key:
+                return None
+            z = f.get_tensor("z")
+        log = json.loads(meta["log"])
+        if not isinstance(log, dict):
+            raise ValueError(f"the log is a JSON {type(log).__name__}, not an object")
+    except (OSError, ValueError, KeyError, SafetensorError) as e:  # reading and parsing only
+        warnings.warn(f"target cache {path} is unreadable ({type(e).__name__}: {e}); recomputing")
+        return None
+    return z, log
+
+
 def cached_targets(
     lm: LoadedModel, requests: Sequence[EditRequest], hp: MemitHparams, contexts: Sequence[str] | Sequence[Sequence[str]],
     progress: bool = True,
@@ -707,10 +730,11 @@ def cached_targets(
     only the requests never optimised with these settings are computed (in batches of ``hp.batch_size``).
     Returns ``(z [n, d], logs)`` for ``compute_memit(..., targets=...)``. The target optimisation is most of
     a MEMIT edit's time; the solve is cheap, so edits of overlapping request sets (the nested sets of the
-    scaling experiment, the joint edit of both languages) share their targets."""
-    from safetensors.torch import load_file, save_file
+    scaling experiment, the joint edit of both languages) share their targets. An unreadable entry is
+    reported (``warnings.warn`` naming the file) and its target computed again."""
+    from safetensors.torch import save_file
 
-    from .models import cache_dir
+    from .paths import cache_dir
 
     requests = list(requests)
     ctxs = per_request_contexts(contexts, len(requests))
@@ -720,15 +744,9 @@ def cached_targets(
     for i, key in enumerate(keys):
         path = folder / f"{key[:32]}.safetensors"
         if path.is_file():
-            try:
-                from safetensors import safe_open
-
-                with safe_open(str(path), framework="pt") as f:
-                    meta = f.metadata() or {}
-                if meta.get("key") == key:
-                    found[i] = (load_file(str(path))["z"], json.loads(meta["log"]))
-            except Exception:  # unreadable: recompute
-                pass
+            cached = _read_cached_target(path, key)
+            if cached is not None:
+                found[i] = cached
     missing = [i for i in range(len(requests)) if i not in found]
     if missing:
         zs, _, logs = compute_targets(lm, [requests[i] for i in missing], hp, [ctxs[i] for i in missing], progress)
@@ -817,7 +835,7 @@ def cached_memit(
     language, for an edit of requests in several languages at once (Table 3's joint edit); by default
     every request gets prefixes in ``lang``.
     """
-    from .models import cache_dir
+    from .paths import cache_dir
 
     requests = requests_from_cases(cases, lang) if cases and isinstance(cases[0], EditCase) else list(cases)
     if context_langs is not None:

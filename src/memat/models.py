@@ -21,6 +21,8 @@ from typing import Literal
 
 import torch
 
+from .paths import cache_dir  # re-exported: memat.models.cache_dir is imported by tests and older code
+
 __all__ = [
     "ArchSpec",
     "ARCHITECTURES",
@@ -204,14 +206,6 @@ def default_device() -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def cache_dir() -> Path:
-    """``$MEMAT_CACHE`` or ``$XDG_CACHE_HOME/memat`` or ``~/.cache/memat``."""
-    env = os.environ.get("MEMAT_CACHE")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "memat"
 
 
 def embedded_checkpoint(refresh: bool = False) -> Path:

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .io import atomic_write_text
+from .paths import project_root
 from .power import CANNOT_TELL, Comparison, paired_comparison, two_group_comparison, two_proportion_comparison
 from .published import NOT_TRANSCRIBED, PUBLISHED, Published, published
 
@@ -1131,14 +1132,6 @@ SECTIONS: list[Section] = [
 
 
 # --------------------------------------------------------------------------- assembly
-def _project_root() -> Path:
-    for d in [Path.cwd(), *Path.cwd().parents]:
-        if (d / "pyproject.toml").exists() and (d / "src" / "memat").is_dir():
-            return d
-    here = Path(__file__).resolve().parents[2]
-    return here if (here / "pyproject.toml").exists() else Path.cwd()
-
-
 def load_results(results_dir: str | os.PathLike) -> dict[str, Any]:
     """Every ``<results_dir>/*.json`` by base name (sorted); an unreadable file is an error naming it."""
     out = {}
@@ -1282,7 +1275,7 @@ def build_report(results: Mapping[str, Any] | None = None, *, results_dir: str |
     (``<project>/results``); ``suffix`` selects another run's files (``_aguila``: ``results/02_..._aguila.json``),
     and ``<name><suffix>_full`` files, where present, are shown beside them and judged (:data:`FULL_SUFFIX`);
     figure links are relative to ``out_dir`` (default: the project root)."""
-    root = _project_root()
+    root = project_root()
     rdir = Path(results_dir) if results_dir is not None else root / "results"
     if results is None:
         results = load_results(rdir) if rdir.is_dir() else {}
@@ -1326,7 +1319,7 @@ def build_report(results: Mapping[str, Any] | None = None, *, results_dir: str |
 def write_report(out: str | os.PathLike | None = None, *, results_dir: str | os.PathLike | None = None,
                  figures_dir: str | os.PathLike | None = None, suffix: str = "") -> Path:
     """Write ``paper.md`` (default: ``<project>/paper.md``) atomically and return its path."""
-    out = Path(out) if out is not None else _project_root() / "paper.md"
+    out = Path(out) if out is not None else project_root() / "paper.md"
     text = build_report(results_dir=results_dir, figures_dir=figures_dir, out_dir=out.resolve().parent, suffix=suffix)
     atomic_write_text(out, text)
     return out

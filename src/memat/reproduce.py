@@ -56,6 +56,7 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from .io import atomic_write_text
+from .paths import project_root  # re-exported: memat.reproduce.project_root
 
 __all__ = [
     "PLANNED",
@@ -152,16 +153,6 @@ class ReproduceConfig:
 
     def notebook_path(self, name: str) -> Path:
         return self.notebooks_dir / f"{name}.ipynb"
-
-
-def project_root() -> Path:
-    """The nearest directory above the working directory holding pyproject.toml and src/memat, else the
-    checkout this module was imported from."""
-    for d in [Path.cwd(), *Path.cwd().parents]:
-        if (d / "pyproject.toml").exists() and (d / "src" / "memat").is_dir():
-            return d
-    here = Path(__file__).resolve().parents[2]
-    return here if (here / "pyproject.toml").exists() else Path.cwd()
 
 
 _TOP_KEYS = {"description", "runs_dir", "kernel", "report", "notebooks", "figures_dir"}

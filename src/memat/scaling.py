@@ -22,6 +22,7 @@ import resource
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -309,9 +310,22 @@ def measure(device=None, interval: float = 0.05, release: bool = True):
 def _measured_root(root) -> Path:
     if root is not None:
         return Path(root)
-    from .models import cache_dir
+    from .paths import cache_dir
 
     return cache_dir() / "measured"
+
+
+def _read_record(path: Path) -> dict | None:
+    """The record :func:`measured_cache` wrote at ``path``, or ``None`` with a warning naming the file when
+    it cannot be read or is not a JSON object (the result is then computed again, never silently)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(record, dict):
+            raise ValueError(f"a JSON {type(record).__name__}, not an object")
+    except (OSError, ValueError) as e:  # unreadable, not UTF-8, not JSON, not an object
+        warnings.warn(f"measured cache {path} is unreadable ({type(e).__name__}: {e}); recomputing")
+        return None
+    return record
 
 
 def measured_cache(
@@ -331,8 +345,9 @@ def measured_cache(
     ``<root>/<name>/<key[:32]>.safetensors`` and a record beside it (``.json``: the key, the
     :class:`Measurement` as a dict, torch's CPU thread count). Later calls return ``load(path)`` and the
     recorded measurement, so they report what computing the result cost. ``root`` defaults to
-    ``<memat cache dir>/measured``. A record whose key differs, or whose result file is missing or cannot
-    be loaded, is recomputed.
+    ``<memat cache dir>/measured``. A record whose key differs (a clash of the 32-character file name) or
+    whose result file is missing is recomputed; an unreadable record or result file is reported
+    (``warnings.warn`` naming it) and recomputed. Errors of ``compute`` and ``save`` are not caught.
 
     Returns ``(result, record, fresh)``: ``record["measurement"]`` is the measurement, ``fresh`` is True
     when the result was computed by this call.
@@ -345,12 +360,12 @@ def measured_cache(
     path = folder / f"{key[:32]}.safetensors"
     rec_path = folder / f"{key[:32]}.json"
     if not refresh and path.is_file() and rec_path.is_file():
-        try:
-            record = json.loads(rec_path.read_text(encoding="utf-8"))
-            if record.get("key") == key:
+        record = _read_record(rec_path)
+        if record is not None and record.get("key") == key:
+            try:
                 return load(path), record, False
-        except Exception:  # noqa: BLE001 - an unreadable record or result: compute again
-            pass
+            except Exception as e:  # noqa: BLE001 - ``load`` is the caller's: any error is reported, then recomputed
+                warnings.warn(f"measured cache {path} is unreadable ({type(e).__name__}: {e}); recomputing")
     with measure(device) as m:
         result = compute()
     from .io import atomic_write_text

@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 from .forward import encode, token_ids
 from .hooks import TraceDict
 from .io import atomic_path
-from .models import LoadedModel, cache_dir
+from .models import LoadedModel
+from .paths import cache_dir
 
 __all__ = ["config_fingerprint_json", "corpus_id", "corpus_lines", "heldout_lines", "layer_stats", "model_fingerprint",
            "model_fingerprints", "StatsCacheError"]

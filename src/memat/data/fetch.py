@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Union
 
 from ..io import atomic_path
+from ..paths import find_project_root
 from .sources import DataSource, SourceFile, get_source, REGISTRY
 
 ENV_DATA_DIR = "MEMAT_DATA_DIR"
@@ -70,12 +71,10 @@ urlopen: Opener = _default_urlopen
 
 # --------------------------------------------------------------------------- locations
 def project_root(start: str | os.PathLike | None = None) -> Path | None:
-    """Nearest parent of ``start`` (default: the CWD), itself included, that has a ``pyproject.toml``."""
-    here = Path(start if start is not None else Path.cwd()).resolve()
-    for d in (here, *here.parents):
-        if (d / "pyproject.toml").is_file():
-            return d
-    return None
+    """Nearest parent of ``start`` (default: the CWD), itself included, that has a ``pyproject.toml``, else
+    ``None`` (then :func:`data_dir` uses the user cache): :func:`memat.paths.find_project_root` without
+    requiring ``src/memat``. A function of this module, so that tests can replace it."""
+    return find_project_root(start, require_src=False)
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path:
