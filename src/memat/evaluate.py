@@ -199,32 +199,15 @@ def _score_shared(lm, encoded, batch_size, progress):
     return nll, acc
 
 
-_FINGERPRINTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> (state, digest)
-
-
-def _tensor_state(model: torch.nn.Module) -> tuple:
-    """Identity, version counter, shape, dtype and device of every parameter and buffer: any in-place
-    change (``add_``, ``copy_``) bumps a version counter, any replacement changes an identity."""
-    return tuple((name, id(t), t._version, tuple(t.shape), str(t.dtype), str(t.device))
-                 for name, t in list(model.named_parameters()) + list(model.named_buffers()))
-
-
 def weights_fingerprint(lm: LoadedModel) -> str:
     """sha256 of the model's config and of every parameter and buffer (tensors above 4M elements: a
     strided sample plus their exact sum and sum of squares), with device type and dtype: what a score of
     this model depends on, apart from hooks.
 
-    Hashing reads every weight (about 3 s for the embedded model), so the digest is remembered per model
-    object together with the identity and version counter of each of its tensors (:func:`_tensor_state`),
-    and recomputed as soon as any of them changes (an edit applied or removed, a weight replaced); then
-    only the tensors that changed are read again (:func:`_tensor_digest`)."""
-    state = (_tensor_state(lm.model), _config_json(lm))
-    got = _FINGERPRINTS.get(lm.model)
-    if got is not None and got[0] == state:
-        return got[1]
-    digest = _weights_digest(lm)
-    _FINGERPRINTS[lm.model] = (state, digest)
-    return digest
+    Hashing reads every weight (about 3 s for the embedded model), so each tensor's digest is remembered
+    while it is the same object at the same version counter (:func:`_tensor_digest`): an edit applied or
+    removed, or a weight replaced, re-reads only the tensors it touched."""
+    return _weights_digest(lm)
 
 
 def _config_json(lm: LoadedModel) -> str:
