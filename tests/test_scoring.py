@@ -65,6 +65,49 @@ def test_shared_scores_equal_separate_and_hand_forward(family, attn, batch_size)
     assert len(set(np.round(nll_h, 3))) > 3  # the pairs really score differently
 
 
+@pytest.mark.parametrize("family,attn", [("llama", "sdpa"), ("gpt2", "eager"), ("falcon", "eager"),
+                                         ("gemma3_text", "sdpa"), ("gemma2", "eager"), ("qwen3", "sdpa")])
+@pytest.mark.parametrize("row_tokens,batch_size", [(6, 2), (12, 32), (12, 64)])
+def test_token_tree_rows_split_and_padded_give_the_hand_scores(family, attn, row_tokens, batch_size, monkeypatch):
+    """Small tries: paths split over several packed rows (a path longer than a row gets its own), one to
+    four rows per forward padded to the longest; the tree path really runs (the fallback would fail)."""
+    lm = _model(family, attn)
+    nll_h, acc_h = _hand_scores(lm, PAIRS)
+    trees, _ = ev._pack(ev._encode_pairs(lm.tokenizer, PAIRS), row_tokens)
+    assert len(trees) > 2 and len({len(t) for t in trees}) > 1
+    monkeypatch.setattr(ev, "_score_separate", lambda *a, **k: pytest.fail("fell back to the separate scorer"))
+    nll, acc = ev._score_shared(lm, ev._encode_pairs(lm.tokenizer, PAIRS), batch_size, False, row_tokens=row_tokens)
+    np.testing.assert_allclose(nll, nll_h, rtol=1e-5, atol=1e-6, err_msg=family)
+    assert (acc == acc_h).all()
+
+
+def test_token_tree_shares_prefixes():
+    """The trie holds each shared prefix once: BOS for all, a prompt for its two targets."""
+    lm = make_tiny_model("llama")
+    enc = ev._encode_pairs(lm.tokenizer, PAIRS)
+    (tree,), where = ev._pack(enc, 10_000)
+    paths = [p + t[:-1] for p, t in enc]
+    distinct_prefixes = {tuple(x[:k]) for x in paths for k in range(1, len(x) + 1)}
+    assert len(tree) == len(distinct_prefixes) < sum(map(len, paths))
+    for (r, path), x in zip(where, paths):
+        assert [tree.tokens[k] for k in path] == x and [tree.depth[k] for k in path] == list(range(len(x)))
+
+
+@pytest.mark.parametrize("family,overrides", [("gemma3_text", {}), ("falcon", {"alibi": True})])
+def test_tree_scorer_falls_back_where_it_cannot_run(family, overrides, monkeypatch):
+    """A sliding window shorter than a path (the tiny Gemma's 4 tokens; the 4-D mask would bypass it) and
+    ALiBi (built from a 2-D mask) are scored one sequence per pair, equal to the model's own forward."""
+    lm = make_tiny_model(family, **overrides)
+    called = []
+    real = ev._score_separate
+    monkeypatch.setattr(ev, "_score_separate", lambda *a, **k: called.append(1) or real(*a, **k))
+    nll, acc = score_continuations(lm, PAIRS, method="shared", cache=False)
+    assert called
+    nll_h, acc_h = _hand_scores(lm, PAIRS)
+    np.testing.assert_allclose(nll, nll_h, rtol=1e-5, atol=1e-6)
+    assert (acc == acc_h).all()
+
+
 def test_score_methods_and_cache_option_are_checked():
     lm = make_tiny_model("llama")
     with pytest.raises(ValueError, match="method must be one of"):

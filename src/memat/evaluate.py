@@ -16,8 +16,9 @@ half-width of the normal approximation ``mean ± 1.96 s / sqrt(n)`` over cases (
 [0, 100], of non-zero width at 0 and 100 %) and the normal bounds for magnitudes. Paired differences also
 carry ``mde``, the smallest difference detectable with 80 % power at the 5 % level (:mod:`memat.power`).
 
-Scoring (:func:`score_continuations`) runs each distinct prompt once and scores every target after it
-from its key/value cache, and keeps the scores of a model without hooks on disk (keyed by its weights).
+Scoring (:func:`score_continuations`) runs every token prefix that several (prompt, target) pairs share
+once (a token tree packed into rows with an ancestor mask), and keeps the scores of a model without hooks
+on disk (keyed by its weights).
 """
 from __future__ import annotations
 
@@ -116,86 +117,145 @@ def _score_separate(lm, encoded, order, batch_size, progress):
     return nll, acc
 
 
-def _score_shared(lm, encoded, batch_size, progress):
-    """Each distinct prompt runs once, with its first target appended (one ordinary row, as the separate
-    scorer would run it); every further target of the same prompt runs only its own tokens as a
-    continuation of that row's key/value cache, the first target's columns masked out (explicit position
-    ids, so it sees exactly the prompt). Prompts with one target cost nothing extra."""
-    from .forward import run_with_cache, sliding_window
+#: nodes per packed row of the shared scorer: attention over a row costs its length squared, the linear layers
+#: its length; 256 keeps attention under a tenth of a row's cost on the embedded model
+ROW_TOKENS = 256
 
+
+def _tree_unsupported(lm) -> str | None:
+    """Why the token-tree scorer cannot run on ``lm`` (None when it can): it needs an attention that takes a
+    custom 4-D additive mask (eager or sdpa) and position ids, and no ALiBi (built from a 2-D mask)."""
+    cfg = lm.model.config
+    text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    impl = getattr(text, "_attn_implementation", None) or getattr(cfg, "_attn_implementation", None)
+    if impl not in ("eager", "sdpa"):
+        return f"attention implementation {impl!r} (the tree scorer needs eager or sdpa)"
+    if getattr(text, "alibi", False):
+        return "ALiBi position bias (built from a 2-D mask)"
+    return None
+
+
+class _Tree:
+    """One packed row: a trie of token paths. Node ``k`` has a token, a parent (-1 for a root) and a depth
+    (its position id); a path's node at depth ``q`` holds the hidden state of position ``q`` of that path."""
+
+    def __init__(self):
+        self.tokens, self.parent, self.depth = [], [], []
+        self.child: dict[tuple[int, int], int] = {}
+
+    def cost(self, seq) -> int:
+        """Nodes that adding ``seq`` would create."""
+        node = -1
+        for q, tok in enumerate(seq):
+            nxt = self.child.get((node, tok))
+            if nxt is None:
+                return len(seq) - q
+            node = nxt
+        return 0
+
+    def add(self, seq) -> list[int]:
+        path, node = [], -1
+        for tok in seq:
+            nxt = self.child.get((node, tok))
+            if nxt is None:
+                nxt = len(self.tokens)
+                self.tokens.append(tok)
+                self.parent.append(node)
+                self.depth.append(len(path))
+                self.child[(node, tok)] = nxt
+            path.append(nxt)
+            node = nxt
+        return path
+
+    def __len__(self):
+        return len(self.tokens)
+
+
+def _pack(encoded, row_tokens):
+    """Pairs in lexicographic order of ``prompt + target[:-1]`` (shared prefixes side by side) added to
+    tries of at most ``row_tokens`` nodes (a longer path gets a row of its own). Returns the tries and,
+    per pair, ``(row, path)``."""
+    seqs = [p + t[:-1] for p, t in encoded]
+    trees, where = [_Tree()], [None] * len(encoded)
+    for i in sorted(range(len(seqs)), key=lambda i: seqs[i]):
+        if len(trees[-1]) and len(trees[-1]) + trees[-1].cost(seqs[i]) > row_tokens:
+            trees.append(_Tree())
+        where[i] = (len(trees) - 1, trees[-1].add(seqs[i]))
+    return trees, where
+
+
+def _tree_batch(trees, device, dtype, pad):
+    """input ids, 4-D additive mask (each node sees itself and its ancestors; a padding column only
+    itself) and position ids (depths) of several tries as rows of one batch."""
+    L = max(len(t) for t in trees)
+    ids = torch.full((len(trees), L), pad, dtype=torch.long)
+    pos = torch.zeros((len(trees), L), dtype=torch.long)
+    seen = torch.zeros((len(trees), L, L), dtype=torch.bool)
+    for r, t in enumerate(trees):
+        n = len(t)
+        ids[r, :n] = torch.tensor(t.tokens, dtype=torch.long)
+        pos[r, :n] = torch.tensor(t.depth, dtype=torch.long)
+        rows = seen[r]
+        for k, par in enumerate(t.parent):  # parents come before their children
+            if par >= 0:
+                rows[k] = rows[par]
+            rows[k, k] = True
+        idx = torch.arange(n, L)
+        rows[idx, idx] = True
+    mask = torch.zeros(seen.shape, dtype=dtype).masked_fill_(~seen, torch.finfo(dtype).min)
+    return ids.to(device), mask[:, None].to(device), pos.to(device)
+
+
+def _score_shared(lm, encoded, batch_size, progress, row_tokens=None):
+    """Every (prompt, target) as a path in a token tree: a prefix that several pairs share (the prompt of a
+    true and a new target, the BOS token of every prompt, a relation's template before its subject) is
+    run once. Tries of at most ``row_tokens`` nodes are packed as rows, ``max(1, batch_size // 16)`` rows
+    per forward, with a mask that lets each node attend to itself and its ancestors only and its depth as
+    position id: each path sees exactly its own tokens, as in one unpadded pass, and no model code is
+    copied. The model's own attention takes that mask as given, so a sliding window is not applied: paths
+    as long as the window (or a model that cannot take the mask, :func:`_tree_unsupported`) are scored
+    one sequence per pair (:func:`_score_separate`). A forward hook active while scoring sees the packed
+    rows: one that acts on every position alike (MEMAT's corrections, eq. 6; ITI shifts) gives each path
+    what it gives an unpadded pass; one that picks positions by their index in a row needs
+    ``method="separate"``."""
+    from .forward import sliding_window
+
+    row_tokens = row_tokens or ROW_TOKENS
+    window = sliding_window(lm)
+    longest = max(len(p) + len(t) - 1 for p, t in encoded)
+    if _tree_unsupported(lm) is not None or (window is not None and longest >= window):
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))
+        return _score_separate(lm, encoded, order, batch_size, progress)
     tok, dev = lm.tokenizer, lm.device
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    trees, where = _pack(encoded, row_tokens)
+    members: list[list[int]] = [[] for _ in trees]
+    for i, (r, _) in enumerate(where):
+        members[r].append(i)
     nll = np.zeros(len(encoded))
     acc = np.zeros(len(encoded), dtype=bool)
-    by_prompt: dict[tuple, list[int]] = {}
-    for i, (p, _) in enumerate(encoded):
-        by_prompt.setdefault(tuple(p), []).append(i)
-    prompts = sorted(by_prompt, key=lambda p: len(p) + len(encoded[by_prompt[p][0]][1]))
-    window = sliding_window(lm)
-    for s in tqdm(range(0, len(prompts), batch_size), desc="scoring", disable=not progress, leave=False):
-        group = prompts[s : s + batch_size]
-        heads = [by_prompt[p][0] for p in group]  # the target run with its prompt
-        extra = [(r, i) for r, p in enumerate(group) for i in by_prompt[p][1:]]  # continuations
-        members = heads + [i for _, i in extra]
-        seqs = [encoded[i][0] + encoded[i][1][:-1] for i in heads]
-        La = max(len(x) for x in seqs)
-        Lc = max((len(encoded[i][1]) for _, i in extra), default=0)
-        if extra and window is not None and La + Lc >= window:  # sliding masks count cache columns, not positions
-            order = sorted(members, key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))
-            n_b, a_b = _score_separate(lm, encoded, order, batch_size, False)
-            nll[members], acc[members] = n_b[members], a_b[members]
-            continue
-        b = encode(tok, seqs, dev)
-        pos_a = torch.arange(La, device=dev).expand(len(seqs), La)
-        if extra:
-            h, cache = run_with_cache(lm, b.input_ids, b.attention_mask, pos_a)
-        else:
-            with Trace(lm.model, lm.spec.final_norm, stop=True) as tf:
-                lm.model(input_ids=b.input_ids, attention_mask=b.attention_mask, position_ids=pos_a, use_cache=False)
-            h = tf.output[0] if isinstance(tf.output, tuple) else tf.output
-        rows, pos, tgt, owner = _target_positions(encoded, heads)
-        vecs = [h[torch.tensor(rows), torch.tensor(pos)]]
-        src = list(range(len(tgt)))
-        first = {}  # head row -> index of the vector at its prompt's last position
-        for k, (r, q) in enumerate(zip(rows, pos)):
-            if q == len(encoded[heads[r]][0]) - 1:
-                first[r] = k
-        n_vec = len(tgt)
-        if extra:
-            cache.batch_select_indices(torch.tensor([r for r, _ in extra], device=dev))
-            # the prompt's columns only: the head target's tokens (and padding) are masked
-            prompt_mask = torch.zeros((len(extra), La), dtype=torch.long)
-            ids = torch.full((len(extra), Lc), pad, dtype=torch.long)
-            mask = torch.zeros((len(extra), Lc), dtype=torch.long)
-            cpos = torch.zeros((len(extra), Lc), dtype=torch.long)
-            for k, (r, i) in enumerate(extra):
+    per = max(1, batch_size // 16)
+    for s in tqdm(range(0, len(trees), per), desc="scoring", disable=not progress, leave=False):
+        rows = list(range(s, min(s + per, len(trees))))
+        ids, mask, pos = _tree_batch([trees[r] for r in rows], dev, lm.dtype, pad)
+        with Trace(lm.model, lm.spec.final_norm, stop=True) as tf:
+            lm.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
+        h = tf.output[0] if isinstance(tf.output, tuple) else tf.output
+        vec: dict[tuple[int, int], int] = {}  # (batch row, node) -> index of its final-norm vector
+        src, tgt, owner, pairs = [], [], [], []
+        for b, r in enumerate(rows):
+            for i in members[r]:
                 p, t = encoded[i]
-                prompt_mask[k, : len(p)] = 1
-                # the first target token is read at the prompt's last position (the head row has it)
-                ids[k, : len(t) - 1] = torch.tensor(t[:-1], dtype=torch.long)
-                mask[k, : len(t) - 1] = 1
-                cpos[k] = torch.arange(len(p), len(p) + Lc)
-            # the first target token is read where the head row reads its own first token: no new vector
-            for k, (r, i) in enumerate(extra):
-                tgt.append(encoded[i][1][0])
-                src.append(first[r])
-                owner.append(len(heads) + k)
-            if Lc > 1:
-                hc, _ = run_with_cache(lm, ids.to(dev), torch.cat([prompt_mask, mask], 1).to(dev), cpos.to(dev), cache=cache)
-                rr, pp = [], []
-                for k, (r, i) in enumerate(extra):
-                    t = encoded[i][1]
-                    for j in range(1, len(t)):
-                        rr.append(k)
-                        pp.append(j - 1)
-                        tgt.append(t[j])
-                        src.append(n_vec + len(rr) - 1)
-                        owner.append(len(heads) + k)
-                if rr:
-                    vecs.append(hc[torch.tensor(rr), torch.tensor(pp)])
-        tok_nll, hit = _token_scores(lm, torch.cat(vecs), tgt, src)
-        n_b, a_b = _reduce(tok_nll, hit, torch.tensor(owner), len(members))
-        nll[members], acc[members] = n_b, a_b
+                path = where[i][1]
+                for j, tid in enumerate(t):  # target token j is predicted at position len(p) - 1 + j
+                    src.append(vec.setdefault((b, path[len(p) - 1 + j]), len(vec)))
+                    tgt.append(tid)
+                    owner.append(len(pairs))
+                pairs.append(i)
+        keys = torch.tensor(list(vec), dtype=torch.long, device=h.device).reshape(-1, 2)
+        tok_nll, hit = _token_scores(lm, h[keys[:, 0], keys[:, 1]], tgt, src)
+        n_b, a_b = _reduce(tok_nll, hit, torch.tensor(owner), len(pairs))
+        nll[pairs], acc[pairs] = n_b, a_b
     return nll, acc
 
 
@@ -274,8 +334,9 @@ def score_continuations(
     """Token-averaged NLL of ``target`` after ``prompt`` for each pair, and whether greedy decoding
     reproduces the whole target. Logits are computed only at the target's positions.
 
-    ``method="shared"`` (default) runs each distinct prompt once and scores every target after it from
-    the prompt's key/value cache (the true and the new target of a prompt share it);
+    ``method="shared"`` (default) runs every token prefix the pairs share once: the prompt of a true and a
+    new target, the BOS token, a relation's template before its subject (:func:`_score_shared`: a token
+    tree, about a third of the tokens of one sequence per pair on CounterFact);
     ``method="separate"`` runs every (prompt, target) as its own sequence (the implementation before
     2026-12, the reference of the tests and of ``benchmarks/bench_evaluate.py``). They agree to float32
     rounding (~1e-6 in NLL).
