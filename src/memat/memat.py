@@ -70,6 +70,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .cache import cached, check_key, content_key, tensors_key
 from .data.records import EditCase, target_continuation
 from .forward import encode, hidden_at_final_norm, token_ids
 from .hparams import HparamsError, check_types, load_hparams
@@ -740,18 +741,12 @@ def train_corrections(
 
 
 def _delta_key(delta) -> str:
-    import hashlib
-
     if delta is None:
         return "none"
     key = (delta.meta or {}).get("cache_key")
     if key:
         return str(key)
-    h = hashlib.sha256()
-    for name in sorted(delta.deltas):
-        h.update(name.encode())
-        h.update(delta.deltas[name].detach().float().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+    return tensors_key((name, delta.deltas[name]) for name in sorted(delta.deltas))
 
 
 def corrections_cache_key(
@@ -763,8 +758,6 @@ def corrections_cache_key(
     description), the training cases' prompts, subjects, new targets and KL prompts in every training
     language (in order), the languages, the MEMIT delta (its own cache key, else a hash of its tensors) and
     the contexts when given."""
-    import hashlib
-
     from .stats import model_fingerprints
 
     top = lm.n_layers - 1
@@ -781,7 +774,7 @@ def corrections_cache_key(
         "contexts": {k: list(v) for k, v in contexts.items()} if contexts is not None else None,
         "version": 2,  # 2: machine-independent model fingerprint (no checkpoint path or transformers version)
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return content_key(payload)
 
 
 def cached_corrections(
@@ -798,9 +791,9 @@ def cached_corrections(
     """:func:`train_corrections` with an on-disk cache (``<cache dir>/corrections/<model>/<key>.safetensors``,
     the training log inside the file's metadata). Notebooks 04, 05 and 06 train the same corrections;
     the second one loads them. The key (:func:`corrections_cache_key`) covers everything the training
-    depends on, so stale corrections are never returned. ``cache=False`` trains without the cache."""
-    from .paths import cache_dir
-
+    depends on, so stale corrections are never returned; an unreadable entry (or one that does not fit
+    ``lm``) is reported (``warnings.warn`` naming the file) and trained again. ``cache=False`` trains
+    without the cache."""
     if isinstance(langs, str):
         langs = (langs,)
     langs = tuple(langs)
@@ -808,19 +801,18 @@ def cached_corrections(
     if not cache:
         return train_corrections(lm, cases, heads, hp, delta=delta, langs=langs, progress=progress, contexts=contexts)
     key = corrections_cache_key(lm, cases, heads, hp, delta, langs, contexts)
-    path = cache_dir() / "corrections" / lm.name.replace("/", "__") / f"{key[:32]}.safetensors"
-    if path.is_file():
-        try:
-            corr = HeadCorrections.load(path, lm=lm)
-        except (ValueError, OSError):
-            corr = None
-        if corr is not None and corr.meta.get("cache_key") == key:
-            corr.vectors = corr.vectors.to(torch.float32)
-            log = corr.meta.get("train_log", {})
-            return corr, dict(log, cached=True)
-    corr, log = train_corrections(lm, cases, heads, hp, delta=delta, langs=langs, progress=progress, contexts=contexts)
-    corr.meta["cache_key"] = key
-    corr.meta["train_log"] = log
-    path.parent.mkdir(parents=True, exist_ok=True)
-    corr.save(path)
-    return corr, dict(log, cached=False)
+
+    def compute():
+        corr, log = train_corrections(lm, cases, heads, hp, delta=delta, langs=langs, progress=progress, contexts=contexts)
+        corr.meta["cache_key"] = key
+        corr.meta["train_log"] = log
+        return corr, log
+
+    def load(path):
+        corr = HeadCorrections.load(path, lm=lm)
+        check_key(corr.meta.get("cache_key"), key)
+        corr.vectors = corr.vectors.to(torch.float32)
+        return corr, corr.meta.get("train_log", {})
+
+    (corr, log), fresh = cached("corrections", key, compute, lambda r, p: r[0].save(p), load, model=lm.name)
+    return corr, dict(log, cached=not fresh)

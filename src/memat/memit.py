@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -37,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .cache import cached, check_key, content_key, entry_path, read, tensors_key, write
 from .data.records import EditCase, target_continuation
 from .forward import SuffixRunner, SuffixUnsupported, TailRunner, encode, subject_last_index, token_ids
 from .hooks import TraceDict
@@ -679,14 +679,12 @@ def target_cache_keys(lm: LoadedModel, requests: Sequence[EditRequest], hp: Memi
     blocks), device type and dtype, the last edited layer, the optimisation settings, the request (prompt,
     subject, new target, KL prompts) and the contexts. A request's target does not depend on the other
     requests of its batch (its own delta, loss and early stop), so targets are cached one by one."""
-    import hashlib
-
     from .stats import model_fingerprints
 
     top = lm.n_layers - 1
     ctxs = per_request_contexts(contexts, len(requests))
     fingerprint = model_fingerprints(lm, [top])[top]
-    bases = {c: json.dumps({
+    bases = {c: {
         "model": fingerprint,
         "device": lm.device.type,
         "dtype": str(lm.dtype),
@@ -695,31 +693,33 @@ def target_cache_keys(lm: LoadedModel, requests: Sequence[EditRequest], hp: Memi
         "contexts": list(c),  # the request's own contexts
         "method": "suffix",  # compute_targets' default (same values as "full" up to float rounding)
         "version": 3,  # 3: the model fingerprint no longer reads the checkpoint path (machine-independent keys)
-    }, sort_keys=True, default=str) for c in set(ctxs)}
-    return [hashlib.sha256((bases[c] + json.dumps([q.prompt, q.subject, q.target_new, list(q.kl_prompts)])).encode()).hexdigest()
+    } for c in set(ctxs)}
+    return [content_key(bases[c], [q.prompt, q.subject, q.target_new, list(q.kl_prompts)])
             for q, c in zip(requests, ctxs)]
 
 
-def _read_cached_target(path: Path, key: str) -> tuple[torch.Tensor, dict] | None:
-    """The target vector and optimisation log that :func:`cached_targets` wrote to ``path`` for ``key``, or
-    ``None``: for a file of another key (the file name holds only its first 32 characters) silently, for an
-    unreadable file (truncated, corrupt, a field missing) with a warning naming it, so that the target is
-    computed again and the broken entry overwritten, never silently skipped."""
-    from safetensors import SafetensorError, safe_open
+def _load_target(path: Path, key: str) -> tuple[torch.Tensor, dict]:
+    """The target vector and optimisation log :func:`cached_targets` wrote to ``path`` for ``key``; raises
+    if the file is unreadable (truncated, corrupt, a field missing) or of another key."""
+    from safetensors import safe_open
 
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("key") != key:
-                return None
-            z = f.get_tensor("z")
-        log = json.loads(meta["log"])
-        if not isinstance(log, dict):
-            raise ValueError(f"the log is a JSON {type(log).__name__}, not an object")
-    except (OSError, ValueError, KeyError, SafetensorError) as e:  # reading and parsing only
-        warnings.warn(f"target cache {path} is unreadable ({type(e).__name__}: {e}); recomputing")
-        return None
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        check_key(meta.get("key"), key)
+        z = f.get_tensor("z")
+    log = json.loads(meta["log"])
+    if not isinstance(log, dict):
+        raise ValueError(f"the log is a JSON {type(log).__name__}, not an object")
     return z, log
+
+
+def _save_target(key: str):
+    def save(entry: tuple[torch.Tensor, dict], path: Path) -> None:
+        from safetensors.torch import save_file
+
+        save_file({"z": entry[0]}, str(path), metadata={"key": key, "log": json.dumps(entry[1])})
+
+    return save
 
 
 def cached_targets(
@@ -732,30 +732,21 @@ def cached_targets(
     a MEMIT edit's time; the solve is cheap, so edits of overlapping request sets (the nested sets of the
     scaling experiment, the joint edit of both languages) share their targets. An unreadable entry is
     reported (``warnings.warn`` naming the file) and its target computed again."""
-    from safetensors.torch import save_file
-
-    from .paths import cache_dir
-
     requests = list(requests)
     ctxs = per_request_contexts(contexts, len(requests))
     keys = target_cache_keys(lm, requests, hp, ctxs)
-    folder = cache_dir() / "targets" / lm.name.replace("/", "__")
+    paths = [entry_path("targets", key, lm.name) for key in keys]
     found: dict[int, tuple[torch.Tensor, dict]] = {}
     for i, key in enumerate(keys):
-        path = folder / f"{key[:32]}.safetensors"
-        if path.is_file():
-            cached = _read_cached_target(path, key)
-            if cached is not None:
-                found[i] = cached
+        got = read(paths[i], lambda p, key=key: _load_target(p, key), "target")
+        if got is not None:
+            found[i] = got
     missing = [i for i in range(len(requests)) if i not in found]
     if missing:
         zs, _, logs = compute_targets(lm, [requests[i] for i in missing], hp, [ctxs[i] for i in missing], progress)
-        folder.mkdir(parents=True, exist_ok=True)
         for j, i in enumerate(missing):
-            z = zs[j].detach().float().cpu().contiguous()
-            found[i] = (z, logs[j])
-            with atomic_path(folder / f"{keys[i][:32]}.safetensors") as tmp:
-                save_file({"z": z}, str(tmp), metadata={"key": keys[i], "log": json.dumps(logs[j])})
+            found[i] = (zs[j].detach().float().cpu().contiguous(), logs[j])
+            write(paths[i], found[i], _save_target(keys[i]))
     z = torch.stack([found[i][0] for i in range(len(requests))]).to(lm.device)
     logs = [dict(found[i][1], case_id=requests[i].case_id) for i in range(len(requests))]
     return z, logs
@@ -764,13 +755,7 @@ def cached_targets(
 def stats_key(stats: dict[int, torch.Tensor] | None) -> str:
     """sha256 of key statistics (each layer number and its tensor's float32 bytes, in layer order): the
     ``stats_key`` of :func:`memit_cache_key`."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for layer in sorted(stats or {}):
-        h.update(str(layer).encode())
-        h.update(stats[layer].detach().float().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+    return tensors_key((layer, stats[layer]) for layer in sorted(stats or {}))
 
 
 #: Hyperparameters an edit computed from given statistics does not read: how the statistics were made (they
@@ -788,8 +773,6 @@ def memit_cache_key(
     (or per-request languages) and seed of the generated contexts, and ``stats_key`` (which statistics
     were used). Nothing of the machine: not the cache, data or project directory, nor where the model
     was loaded from."""
-    import hashlib
-
     from .stats import model_fingerprints
 
     top = lm.n_layers - 1
@@ -809,7 +792,13 @@ def memit_cache_key(
         payload["method"] = type(hp).__name__
     if context_langs is not None:  # per-request prefix languages (keys of shared-language edits unchanged)
         payload["context_langs"] = list(context_langs)
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return content_key(payload)
+
+
+def _load_delta(path: Path, key: str) -> MemitDelta:
+    delta = MemitDelta.load(path)
+    check_key(delta.meta.get("cache_key"), key)
+    return delta
 
 
 def cached_memit(
@@ -828,15 +817,14 @@ def cached_memit(
     Several notebooks edit the same cases with the same model and settings (02, 03 and 04 share their
     Catalan edits); the second one loads the delta instead of recomputing it. The key
     (:func:`memit_cache_key`) covers the model's weights, device, dtype, hyperparameters, requests,
-    language, context seed and a hash of the key statistics, so a stale delta is never returned.
+    language, context seed and a hash of the key statistics, so a stale delta is never returned; an
+    unreadable entry is reported (``warnings.warn`` naming the file) and computed again.
     ``cache=False`` computes without reading or writing the cache.
 
     ``context_langs`` (one language per request) gives each request random prefixes generated in its own
     language, for an edit of requests in several languages at once (Table 3's joint edit); by default
     every request gets prefixes in ``lang``.
     """
-    from .paths import cache_dir
-
     requests = requests_from_cases(cases, lang) if cases and isinstance(cases[0], EditCase) else list(cases)
     if context_langs is not None:
         context_langs = list(context_langs)
@@ -865,13 +853,11 @@ def cached_memit(
     if not cache:
         return compute()
     key = memit_cache_key(lm, requests, hp, lang, context_seed, stats_key(stats), context_langs)
-    path = cache_dir() / "deltas" / lm.name.replace("/", "__") / f"{key[:32]}.safetensors"
-    if path.is_file():
-        delta = MemitDelta.load(path)
-        if delta.meta.get("cache_key") == key:
-            return delta
-    delta = compute()
-    delta.meta["cache_key"] = key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    delta.save(path)
+
+    def compute_keyed():
+        delta = compute()
+        delta.meta["cache_key"] = key
+        return delta
+
+    delta, _ = cached("deltas", key, compute_keyed, lambda d, p: d.save(p), lambda p: _load_delta(p, key), model=lm.name)
     return delta
