@@ -20,6 +20,10 @@ scaling measurements      ``measured/<name>/<key[:32]>.safetensors`` + ``.json``
   that exists is loaded; one that cannot be used (unreadable, truncated, another key, a failed check) is
   reported with ``warnings.warn`` naming the file and the error, computed again and rewritten. Errors of
   the computation (and of writing) are never caught. Writes are atomic (:func:`memat.io.atomic_path`).
+* :func:`register_edit_method` / :func:`edit_method`: which function computes an edit for a
+  hyperparameters class (MEMIT for :class:`~memat.hparams.MemitHparams`, PMET for
+  :class:`~memat.pmet.PmetHparams`), filled by :mod:`memat.memit` and :mod:`memat.pmet` when imported, so
+  that :func:`memat.memit.cached_memit` dispatches without importing :mod:`memat.pmet`.
 
 This module imports nothing of memat but :mod:`memat.io` and :mod:`memat.paths`.
 """
@@ -42,8 +46,10 @@ __all__ = [
     "canonical_json",
     "check_key",
     "content_key",
+    "edit_method",
     "entry_path",
     "read",
+    "register_edit_method",
     "tensors_key",
     "write",
 ]
@@ -165,3 +171,27 @@ def check_key(stored: Any, key: str) -> None:
     its first 32 characters)."""
     if stored != key:
         raise CacheEntryError(f"written for key {stored!r}, not {key!r}")
+
+
+# ------------------------------------------------------------------------------------------ edit methods
+
+_EDIT_METHODS: dict[type, Callable[..., Any]] = {}
+
+
+def register_edit_method(hparams_cls: type, edit: Callable[..., Any]) -> None:
+    """Make ``edit`` compute the edits of ``hparams_cls`` (and of its subclasses without their own).
+
+    ``edit(lm, requests, hp, stats, lang, contexts, progress, cache)`` returns a
+    :class:`~memat.memit.MemitDelta`; ``cache`` says whether intermediate results (MEMIT's target
+    vectors) may be read from and written to the cache. The module defining a hyperparameters class
+    registers its method at import, so a method is known whenever one of its hyperparameters exists."""
+    _EDIT_METHODS[hparams_cls] = edit
+
+
+def edit_method(hp: Any) -> Callable[..., Any]:
+    """The edit function registered for the most specific class of ``hp`` (its MRO)."""
+    for cls in type(hp).__mro__:
+        if cls in _EDIT_METHODS:
+            return _EDIT_METHODS[cls]
+    raise TypeError(f"no edit method for hyperparameters of type {type(hp).__name__} "
+                    f"(registered: {sorted(c.__name__ for c in _EDIT_METHODS)})")

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .cache import cached, check_key, content_key, entry_path, read, tensors_key, write
+from .cache import cached, check_key, content_key, edit_method, entry_path, read, register_edit_method, tensors_key, write
 from .data.records import EditCase, target_continuation
 from .forward import SuffixRunner, SuffixUnsupported, TailRunner, encode, subject_last_index, token_ids
 from .hooks import TraceDict
@@ -795,6 +795,18 @@ def memit_cache_key(
     return content_key(payload)
 
 
+def _edit_memit(lm: LoadedModel, requests: Sequence[EditRequest], hp: MemitHparams, stats, lang: str,
+                contexts, progress: bool, cache: bool) -> MemitDelta:
+    """The MEMIT edit of :func:`cached_memit` (registered for :class:`MemitHparams`): its target vectors
+    from the per-request cache (:func:`cached_targets`) when ``cache``."""
+    targets = cached_targets(lm, requests, hp, contexts, progress) if cache else None
+    return compute_memit(lm, requests, hp, stats=stats, lang=lang, progress=progress, contexts=contexts,
+                         targets=targets)
+
+
+register_edit_method(MemitHparams, _edit_memit)
+
+
 def _load_delta(path: Path, key: str) -> MemitDelta:
     delta = MemitDelta.load(path)
     check_key(delta.meta.get("cache_key"), key)
@@ -812,7 +824,9 @@ def cached_memit(
     context_seed: int = 0,
     context_langs: Sequence[str] | None = None,
 ) -> MemitDelta:
-    """:func:`compute_memit` (or :func:`memat.pmet.compute_pmet` for PMET hyperparameters) with an on-disk cache (``<cache dir>/deltas/<model>/<key>.safetensors``).
+    """:func:`compute_memit` (or :func:`memat.pmet.compute_pmet` for PMET hyperparameters: the method
+    registered for ``type(hp)``, :func:`memat.cache.edit_method`) with an on-disk cache
+    (``<cache dir>/deltas/<model>/<key>.safetensors``).
 
     Several notebooks edit the same cases with the same model and settings (02, 03 and 04 share their
     Catalan edits); the second one loads the delta instead of recomputing it. The key
@@ -831,6 +845,7 @@ def cached_memit(
         if len(context_langs) != len(requests) or not all(isinstance(l, str) and l for l in context_langs):
             raise ValueError(f"cached_memit: context_langs needs one language code per request ({len(requests)}), "
                              f"got {len(context_langs)} items")
+    edit = edit_method(hp)
 
     def compute():
         if context_langs is None:
@@ -838,14 +853,7 @@ def cached_memit(
         else:
             by_lang = {l: context_templates(lm, l, hp.context_templates, seed=context_seed) for l in dict.fromkeys(context_langs)}
             contexts = [by_lang[l] for l in context_langs]
-        if type(hp).__name__ == "PmetHparams":
-            from .pmet import compute_pmet
-
-            delta = compute_pmet(lm, requests, hp, stats=stats, lang=lang, progress=progress, contexts=contexts)
-        else:
-            targets = cached_targets(lm, requests, hp, contexts, progress) if cache else None
-            delta = compute_memit(lm, requests, hp, stats=stats, lang=lang, progress=progress, contexts=contexts,
-                                  targets=targets)
+        delta = edit(lm, requests, hp, stats, lang, contexts, progress, cache)
         if context_langs is not None:
             delta.meta["context_langs"] = context_langs
         return delta

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import memit as _memit
+from .cache import register_edit_method
 from .data.records import EditCase
 from .forward import SuffixRunner, SuffixUnsupported, TailRunner, encode, subject_last_index
 from .hooks import TraceDict
@@ -363,3 +364,13 @@ def compute_pmet(
         "layers": layer_log,
     }
     return MemitDelta(deltas, meta)
+
+
+def _edit_pmet(lm: LoadedModel, requests: Sequence[EditRequest], hp: PmetHparams, stats, lang: str, contexts,
+               progress: bool, cache: bool) -> MemitDelta:
+    """The PMET edit of :func:`memat.memit.cached_memit` (registered for :class:`PmetHparams`): computed
+    from scratch (PMET's targets are not cached), whatever ``cache``."""
+    return compute_pmet(lm, requests, hp, stats=stats, lang=lang, progress=progress, contexts=contexts)
+
+
+register_edit_method(PmetHparams, _edit_pmet)
