@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .data.loaders import subject_jaccard
+from .data.jaccard import jaccard_group, subject_jaccard  # jaccard_group re-exported: the notebooks call it
 from .data.records import EditCase
 from .io import atomic_path
 from .paths import project_root  # re-exported: the notebooks call experiments.project_root()
@@ -93,15 +93,6 @@ def write_results(name: str, payload: dict) -> Path:
     text = json.dumps(to_jsonable(payload), indent=1, sort_keys=False, ensure_ascii=False)
     _atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
     return path
-
-
-def jaccard_group(j: float) -> str:
-    """The groups of the paper's Fig. 1: identical subject tokens, or at most half shared."""
-    if j == 1.0:
-        return "J=1"
-    if j <= 0.5:
-        return "J<=0.5"
-    return "0.5<J<1"
 
 
 def jaccard_table(cases: Sequence[EditCase], l1: str, l2: str, tokenizer) -> pd.DataFrame:
