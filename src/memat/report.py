@@ -41,6 +41,7 @@ same inputs give the same bytes (no dates, sorted rows, stable formatting).
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
@@ -1325,10 +1326,45 @@ def write_report(out: str | os.PathLike | None = None, *, results_dir: str | os.
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from .cli import main as cli_main
+# --------------------------------------------------------------------------- `memat report` (memat.cli registers it)
+def add_subcommand(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add ``memat report`` to the subparsers of the ``memat`` parser (:data:`memat.cli.SUBCOMMANDS`)."""
+    p = sub.add_parser(
+        "report",
+        help="build paper.md (the paper as this package reproduces it) from results/*.json and figures/",
+        description=(
+            "Write paper.md: for each figure and table of the paper, our figure, tables computed from "
+            "results/*.json, the published numbers beside ours (memat.published), the setting of our run, "
+            "and which of the paper's claims hold on our model. Sections whose results are missing say "
+            "'not run yet'. A section whose results also exist as results/<name>_full.json (the larger run "
+            "of configs/reproduce/cpu-full.yaml) shows both runs and judges its claims on the full one. "
+            "Same inputs, same bytes; written atomically."
+        ),
+    )
+    p.add_argument("--out", default=None, help="output file (default: <project>/paper.md)")
+    p.add_argument("--results-dir", default=None, help="results folder (default: <project>/results)")
+    p.add_argument("--figures-dir", default=None, help="figures folder (default: <project>/figures)")
+    p.add_argument("--suffix", default="", help="results of another run: results/<name><SUFFIX>.json (e.g. _aguila)")
+    p.add_argument("--stdout", action="store_true", help="print the report instead of writing it")
+    p.set_defaults(func=run_command)
 
-    return cli_main(["report", *(argv if argv is not None else sys.argv[1:])])
+
+def run_command(args: argparse.Namespace) -> int:
+    """The handler of ``memat report``: run it with the parsed ``args``; the exit code."""
+    if args.stdout:
+        sys.stdout.write(build_report(results_dir=args.results_dir, figures_dir=args.figures_dir, suffix=args.suffix))
+        return 0
+    out = write_report(args.out, results_dir=args.results_dir, figures_dir=args.figures_dir, suffix=args.suffix)
+    print(f"wrote {out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m memat.report [options]``: ``memat report [options]``, parsed by the same subcommand parser."""
+    parser = argparse.ArgumentParser(prog="memat")
+    add_subcommand(parser.add_subparsers(dest="command", metavar="COMMAND"))
+    args = parser.parse_args(["report", *(argv if argv is not None else sys.argv[1:])])
+    return int(args.func(args))
 
 
 if __name__ == "__main__":  # pragma: no cover
