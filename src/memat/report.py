@@ -56,6 +56,7 @@ from .io import atomic_write_text
 from .paths import project_root
 from .power import CANNOT_TELL, Comparison, paired_comparison, two_group_comparison, two_proportion_comparison
 from .published import NOT_TRANSCRIBED, PUBLISHED, Published, published
+from .settings import Setting, letter_lang
 
 __all__ = [
     "fmt",
@@ -837,7 +838,7 @@ def _build_memat(ctx: Context) -> list[str]:
             part = where(sub, lang=lang)
             if not part:
                 continue
-            lines += [f"Edits in {_lang({'C': 'ca', 'E': 'en'}[edit])}, evaluated in {_lang(lang)}:", ""]
+            lines += [f"Edits in {_lang(letter_lang(edit))}, evaluated in {_lang(lang)}:", ""]
             keys = [("method", "method", None), ("setting", "setting", None)]
             if any("cases" in r for r in part):
                 keys.append(("cases", "cases", None))  # set A, or set B of the recycled rows
@@ -915,22 +916,21 @@ def _judge_magnitude(ctx: Context) -> Verdict:
 
 def _judge_other_language(ctx: Context) -> Verdict:
     d = ctx[F4]
-    langs = {"C": "ca", "E": "en"}
-    settings = [s for s in _settings(d, starred=False) if len(s) == 2 and s[0] != s[1]]
+    settings = [s for s in _settings(d, starred=False) if Setting.parse(s).crosslingual]
     if not settings:
         raise KeyError("no CE/EC setting")
     parts, wins = [], 0
     diffs = _diffs(d, settings)
     for s, v in diffs.items():
-        other = langs[s[0]]  # the edit language, in which the heads were not trained
+        other = Setting.parse(s).edit_lang  # the edit language, in which the heads were not trained
         g = _mean([x for (lang, _), x in v.items() if lang == other])
         wins += g > 0
-        parts.append(f"{s} (heads trained in {_lang(langs[s[1]])}): {fmt(g)} points in {_lang(other)}")
+        parts.append(f"{s} (heads trained in {_lang(Setting.parse(s).eval_lang)}): {fmt(g)} points in {_lang(other)}")
     status = HOLDS if wins == len(parts) else PARTLY if wins else FAILS
     verdict = Verdict(status, "mean MEMAT − MEMIT over the metrics in the language the heads were not trained in: "
                       + "; ".join(parts))
     effect, name = reference_effect()
-    comps = _gain_comps(d, diffs, lambda r: len(r["setting"]) == 2 and r["lang"] == langs.get(r["setting"][0]))
+    comps = _gain_comps(d, diffs, lambda r: r["lang"] == Setting.parse(r["setting"]).edit_lang)  # CE/EC rows only
     return with_power(verdict, comps, effect, f"{name}, as the paper gives no effect for this claim", "paired cell")
 
 
