@@ -9,12 +9,13 @@ Typical use::
     he = load_dataset("bmike53_counterfact", langs=("en", "he"))  # counterfact_test_he.json (BMIKE53_LANGS)
     print(he.skipped)                                  # {'missing_language': 17, 'subject_not_in_prompt': 64}
 
-Layering: ``memat.data`` is the bottom of the package. Its modules import, from memat, only each other and
-*leaf* modules, those that import nothing from memat (today :mod:`memat.io`, :mod:`memat.paths` and
-:mod:`memat.devices`), at module level or inside functions alike, so that nothing above the data layer
-(models, editing, experiments, report) can ever be imported from it and no import circle can pass through
-it. Within the layer, :mod:`~memat.data.dataset` (:func:`load_dataset`) is on top: the loaders never import
-the builder, which reads and writes through them. ``tests/test_imports.py`` checks these rules.
+Layering: ``memat.data`` is the bottom of the package. Its modules import, from memat, only each other
+and *leaf* modules, those that import nothing from memat (it uses :mod:`memat.io`, :mod:`memat.paths`
+and :mod:`memat.devices`), whether at module level, inside functions or for type checking, so that nothing
+above the data layer (models, editing, experiments, report) is ever imported from it and no import circle
+can pass through it. Within the layer, :mod:`~memat.data.dataset` (:func:`load_dataset`) is on top: the
+loaders never import the builder, which reads and writes through them. ``tests/test_imports.py`` checks
+these rules.
 """
 from .fetch import (
     ChecksumError,
