@@ -1,23 +1,26 @@
 """The public interface (memat/__init__.py and memat.api) on tiny models: lazy exports, the request formats
 and their errors, MEMIT / PMET / MEMAT as thin wrappers (the same results as the functions they call), the
-model never left edited."""
+model never left edited, and the README's "Edit your own model" code run as written."""
 from __future__ import annotations
 
+import ast
 import importlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from tiny_models import make_tiny_model
 
 import memat
 from memat import api
 from memat import memit as memit_mod
 from memat.data.records import EditCase, LangView, RecordError
-from memat.hparams import HparamsError, MemitHparams, load_hparams
+from memat.hparams import HparamsError, load_hparams
 from memat.memat import HeadCorrections, MematHparams, cached_corrections
 from memat.memit import EditRequest, MemitDelta, cached_memit, requests_from_cases
 from memat.pmet import PmetHparams
@@ -351,3 +354,80 @@ def test_locate_heads_selects_k_heads_with_the_probes(cache, corpus):
     assert not delta.is_applied
     with pytest.raises(RecordError, match="record 0: case_id=0: field 'target_true'"):
         corrector.locate_heads(lm, delta, [OK], "en", refine=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# the README's "Edit your own model"
+# --------------------------------------------------------------------------------------------------
+README_START, README_END = "<!-- readme-test: edit-your-own-model -->", "<!-- /readme-test -->"
+
+
+def _readme_code() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert text.count(README_START) == 1 and text.count(README_END) == 1
+    section = text[text.index(README_START): text.index(README_END)]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert blocks, "no ```python block between the README markers"
+    return "\n".join(blocks)
+
+
+def _with_settings(code: str, settings: dict) -> ast.Module:
+    """The code with the values of its top-level ``NAME = ...`` settings replaced; each must be there."""
+    tree = ast.parse(code)
+    found = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            if name in settings:
+                node.value = ast.parse(repr(settings[name]), mode="eval").body
+                found.add(name)
+    assert found == set(settings), f"the README's code has no top-level {sorted(set(settings) - found)}"
+    return ast.fix_missing_locations(tree)
+
+
+def test_readme_edit_your_own_model_runs(tmp_path, monkeypatch, corpus, capsys):
+    """The README's code on a tiny Llama saved to disk (loaded by memat.load_model as any local model) with
+    presets written for it, in a scratch directory with its own cache."""
+    monkeypatch.setenv("MEMAT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    tiny = make_tiny_model("llama")
+    model_dir = tmp_path / "tiny-llama"
+    tiny.model.save_pretrained(model_dir)
+    tiny.tokenizer.save_pretrained(model_dir)
+    memit_yaml, memat_yaml = tmp_path / "memit.yaml", tmp_path / "memat.yaml"
+    memit_yaml.write_text(yaml.safe_dump(_memit_hp(corpus)))
+    memat_yaml.write_text(yaml.safe_dump(MEMAT_HP))
+    settings = {"MODEL": str(model_dir), "MEMIT_PRESET": str(memit_yaml), "MEMAT_PRESET": str(memat_yaml),
+                "HEADS": [(1, 0), (3, 3)]}
+    namespace: dict = {"__name__": "__readme__"}
+    exec(compile(_with_settings(_readme_code(), settings), "README.md", "exec"), namespace)
+
+    lm, delta, corrections = namespace["lm"], namespace["delta"], namespace["corrections"]
+    assert isinstance(delta, MemitDelta) and not delta.is_applied
+    assert torch.equal(lm.mlp_out_weight(1), tiny.mlp_out_weight(1))  # the loaded model is left as it was
+    assert all(torch.equal(namespace["same"].deltas[k], delta.deltas[k]) for k in delta.deltas)
+    assert isinstance(corrections, HeadCorrections) and corrections.heads == [(1, 0), (3, 3)]
+    assert _n_hooks(lm) == 0
+    edited = namespace["edited"]
+    assert set(edited["kind"]) == {"rewrite"} and len(edited) == 3
+    out = capsys.readouterr().out
+    assert "ES" in out and "EM" in out
+    assert MemitDelta.load(tmp_path / "edit.safetensors").deltas.keys() == delta.deltas.keys()
+    assert HeadCorrections.load(tmp_path / "corrections.safetensors").heads == [(1, 0), (3, 3)]
+
+
+def test_readme_site_table_names_the_real_sites():
+    """The site table's module paths are the Llama entry of the architecture table."""
+    from memat.models import ARCHITECTURES
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Edit your own model"): text.index("## Data")]
+    spec = ARCHITECTURES["llama"]
+    for site in ("mlp_out", "attn_out"):
+        assert f"`{getattr(spec, site).format('{l}')}`" in section, site
+    for path in (spec.final_norm, spec.unembed, spec.layers + ".{l}",
+                 ARCHITECTURES["gemma3_text"].post_mlp_norm.format("{l}")):
+        assert f"`{path}`" in section, path
+    for hook in ("blocks.{l}.attn.hook_z", "blocks.{l}.mlp.hook_post", "blocks.{l}.hook_resid_post",
+                 "rewrite_module_tmp", "layer_module_tmp"):
+        assert hook in section
