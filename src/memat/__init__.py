@@ -29,7 +29,7 @@ _EXPORTS: dict[str, str] = {
     "as_cases": "memat.api",
     "EditRequest": "memat.memit",
     "MemitDelta": "memat.memit",
-    "HeadCorrections": "memat.memat",
+    "HeadCorrections": "memat.corrections",
     "MematHparams": "memat.memat",
     "MemitHparams": "memat.hparams",
     "PmetHparams": "memat.pmet",
