@@ -52,7 +52,7 @@ from .memat import HeadCorrections, MematHparams, cached_corrections, load_memat
 from .memit import EditRequest, MemitDelta, cached_memit, requests_from_cases
 from .models import LoadedModel
 from .pmet import PmetHparams
-from .stats import layer_stats
+from .stats import layer_stats_for
 
 __all__ = ["MEMAT", "MEMIT", "PMET", "as_cases", "as_requests"]
 
@@ -266,18 +266,8 @@ class MEMIT:
         (default ``hparams.mom2_n_samples``) of ``corpus`` (default ``hparams.mom2_corpus[lang]``: a
         registered corpus, fetched on first use; or a text file, or ``hf:<dataset>``)."""
         _check_lm(lm)
-        hp = self.hparams
-        lang = lang or self.lang
-        if corpus is None:
-            if lang not in hp.mom2_corpus:
-                raise ValueError(f"no key-statistics corpus for language {lang!r}: hparams.mom2_corpus has "
-                                 f"{sorted(hp.mom2_corpus)}; pass corpus= (a text file, 'hf:<dataset>') or stats=")
-            corpus = hp.mom2_corpus[lang]
-        n = hp.mom2_n_samples if n_samples is None else n_samples
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n_samples must be a positive int, got {n!r}")
-        return layer_stats(lm, hp.layers, corpus, lang, n, max_len=hp.mom2_max_len, dtype=hp.mom2_dtype,
-                           use_cache=self.cache, source_dir=source_dir, progress=self.progress)
+        return layer_stats_for(lm, self.hparams, lang or self.lang, corpus=corpus, n_samples=n_samples,
+                               source_dir=source_dir, use_cache=self.cache, progress=self.progress)
 
     def edit(self, lm: LoadedModel, requests=None, *, prompts=None, subjects=None, targets=None, lang: str | None = None,
              stats: dict[int, torch.Tensor] | None = None, n_samples: int | None = None, corpus: str | None = None,

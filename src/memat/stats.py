@@ -25,7 +25,7 @@ from .hooks import TraceDict
 from .models import LoadedModel
 from .paths import cache_dir  # noqa: F401 - memat.stats.cache_dir, as before
 
-__all__ = ["config_fingerprint_json", "corpus_id", "corpus_lines", "heldout_lines", "layer_stats", "model_fingerprint",
+__all__ = ["config_fingerprint_json", "corpus_id", "corpus_lines", "heldout_lines", "layer_stats", "layer_stats_for", "model_fingerprint",
            "model_fingerprints", "StatsCacheError"]
 
 HELDOUT_LINES = 200  # the last lines of each corpus are never used for statistics
@@ -234,6 +234,23 @@ def compute_second_moments(
             acc[l] += k.T @ k
         count += int(m.sum())
     return {l: a / count for l, a in acc.items()}, count
+
+
+def layer_stats_for(lm: LoadedModel, hp, lang: str, *, corpus: str | None = None, n_samples: int | None = None,
+                    source_dir=None, use_cache: bool = True, progress: bool = True) -> dict[int, torch.Tensor]:
+    """:func:`layer_stats` of the layers an edit with hyperparameters ``hp`` (MEMIT or PMET) changes, in
+    ``lang``: its corpus (``hp.mom2_corpus[lang]``, or ``corpus``), sample count (``hp.mom2_n_samples``, or
+    ``n_samples``), length and dtype, as every notebook computes them."""
+    if corpus is None:
+        if lang not in hp.mom2_corpus:
+            raise ValueError(f"no key-statistics corpus for language {lang!r}: hparams.mom2_corpus has "
+                             f"{sorted(hp.mom2_corpus)}; pass corpus= (a text file, 'hf:<dataset>')")
+        corpus = hp.mom2_corpus[lang]
+    n = hp.mom2_n_samples if n_samples is None else n_samples
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n_samples must be a positive int, got {n!r}")
+    return layer_stats(lm, hp.layers, corpus, lang, n, max_len=hp.mom2_max_len, dtype=hp.mom2_dtype,
+                       use_cache=use_cache, source_dir=source_dir, progress=progress)
 
 
 def layer_stats(
