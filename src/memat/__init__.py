@@ -27,7 +27,7 @@ _EXPORTS: dict[str, str] = {
     "MEMAT": "memat.api",
     "as_requests": "memat.api",
     "as_cases": "memat.api",
-    "EditRequest": "memat.memit",
+    "EditRequest": "memat.requests",
     "MemitDelta": "memat.memit",
     "HeadCorrections": "memat.memat",
     "MematHparams": "memat.memat",

@@ -23,12 +23,14 @@ For a batch of requests (subject, prompt, new target):
 
 The edit is returned as a :class:`MemitDelta`, and the model is left exactly as it was (also when an
 exception interrupts the computation); apply it with ``delta.apply(lm)`` or ``with delta.applied(lm):``.
+
+Requests, their contexts and the token rows the losses read are :mod:`memat.requests` (shared with PMET
+and MEMAT); each request is tokenised once per edit, and the keys of every layer are read at those tokens.
 """
 from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -37,12 +39,23 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .cache import cached, check_key, content_key, edit_method, entry_path, read, register_edit_method, tensors_key, write
-from .data.records import EditCase, target_continuation
-from .forward import SuffixRunner, SuffixUnsupported, TailRunner, encode, subject_last_index, token_ids
+from .data.records import EditCase
+from .forward import SuffixRunner, SuffixUnsupported, TailRunner, encode
 from .hooks import TraceDict
 from .hparams import MemitHparams
 from .io import atomic_path
 from .models import LoadedModel
+from .requests import (  # noqa: F401 - CONTEXT_SEEDS, requests_from_cases: memat.memit's names, as before
+    CONTEXT_SEEDS,
+    EditRequest,
+    RequestTokens,
+    Rows,
+    context_templates,
+    per_request_contexts,
+    requests_from_cases,
+    resolve_requests,
+    tokenize_requests,
+)
 
 __all__ = [
     "EditRequest",
@@ -56,136 +69,16 @@ __all__ = [
     "stats_key",
 ]
 
-CONTEXT_SEEDS = {
-    "en": ["The", "Therefore", "Because", "I", "You"],
-    "ca": ["El", "Per tant", "Perquè", "Jo", "Tu"],
-    "es": ["El", "Por lo tanto", "Porque", "Yo", "Tú"],
-}
-
-
-@dataclass(frozen=True)
-class EditRequest:
-    case_id: object
-    prompt: str  # template with "{}" for the subject
-    subject: str
-    target_new: str
-    kl_prompts: tuple[str, ...] = ("{} is a",)
-
-
-def requests_from_cases(cases: Sequence[EditCase], lang: str) -> list[EditRequest]:
-    out = []
-    for c in cases:
-        v = c[lang]
-        out.append(EditRequest(c.case_id, v.rewrite_prompt, v.subject, v.target_new, tuple(v.kl_prompts)))
-    return out
-
-
-@torch.no_grad()
-def context_templates(lm: LoadedModel, lang: str, spec: Sequence[Sequence[int]] = ((10, 5),), seed: int = 0) -> list[str]:
-    """``["{}"]`` plus model-generated prefixes ``"<text>. {}"`` (MEMIT's random contexts), in ``lang``.
-
-    Generation is seeded and does not disturb the global RNG state.
-    """
-    seeds = CONTEXT_SEEDS.get(lang, CONTEXT_SEEDS["en"])
-    out = ["{}"]
-    tok = lm.tokenizer
-    with torch.random.fork_rng(devices=[lm.device] if lm.device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        for length, count in spec:
-            prompts = [seeds[i % len(seeds)] for i in range(count)]
-            for p in prompts:
-                ids = torch.tensor([token_ids(tok, p)], device=lm.device)
-                n_seed = len(token_ids(tok, p, bos=False))
-                # as MEMIT's generate_fast: `length` tokens in all, the seed word(s) included
-                gen = lm.model.generate(
-                    ids, attention_mask=torch.ones_like(ids), max_new_tokens=max(1, length - n_seed), do_sample=True, top_k=5,
-                    pad_token_id=tok.pad_token_id,
-                )
-                text = tok.decode(gen[0], skip_special_tokens=True).replace("{", " ").replace("}", " ").strip()
-                out.append(text + ". {}")
-    return out
-
-
-def per_request_contexts(contexts: Sequence[str] | Sequence[Sequence[str]], n: int) -> list[tuple[str, ...]]:
-    """The context templates of each of ``n`` requests: ``contexts`` is one list of templates shared by all
-    requests (``["{}", "El ... {}"]``) or one list per request (a joint edit of requests in two languages,
-    each with prefixes in its own language). Per-request lists must have the same length and the bare
-    prompt ``"{}"`` at the same places, since keys are averaged over contexts with one set of weights."""
-    if isinstance(contexts, str):
-        raise TypeError(f"contexts: a list of templates (or one list per request), got the string {contexts!r}")
-    items = list(contexts)
-    if not items:
-        raise ValueError("contexts: no templates")
-    if all(isinstance(c, str) for c in items):
-        return [tuple(items)] * n
-    if any(isinstance(c, str) for c in items):
-        raise TypeError("contexts: mixes templates and lists of templates")
-    if len(items) != n:
-        raise ValueError(f"contexts: {len(items)} per-request lists for {n} requests")
-    out = [tuple(c) for c in items]
-    pattern = [c == "{}" for c in out[0]]
-    for i, c in enumerate(out):
-        if not c or [x == "{}" for x in c] != pattern:
-            raise ValueError(f"contexts of request {i}: {len(c)} templates with the bare prompt at "
-                             f"{[j for j, x in enumerate(c) if x == '{}']}; request 0 has {len(pattern)} with it at "
-                             f"{[j for j, x in enumerate(pattern) if x]} (all requests need the same layout)")
-    return out
-
-
-@dataclass
-class _Rows:
-    seqs: list
-    lookup: list  # index where delta is added / KL is read
-    edit: list  # edit index of each row
-    ctx0: list  # row of the plain prompt of each edit
-    tgt_rows: list
-    tgt_pos: list
-    tgt_ids: list
-    tgt_row_of_tok: list
-    kl_rows: list
-    kl_edit: list
-
-
-def _build_rows(tok, reqs: Sequence[EditRequest], contexts) -> _Rows:
-    r = _Rows([], [], [], [], [], [], [], [], [], [])
-    ctxs = per_request_contexts(contexts, len(reqs))
-    for e, q in enumerate(reqs):
-        tgt = token_ids(tok, target_continuation(q.prompt, q.target_new), bos=False)
-        if not tgt:
-            raise ValueError(f"case_id={q.case_id}: target_new {q.target_new!r} tokenises to nothing")
-        for ci, c in enumerate(ctxs[e]):
-            ids, idx = subject_last_index(tok, c.format(q.prompt), q.subject)
-            row = len(r.seqs)
-            if ci == 0:
-                r.ctx0.append(row)
-            seq = ids + tgt[:-1]
-            for j, t in enumerate(tgt):
-                r.tgt_rows.append(row)
-                r.tgt_pos.append(len(ids) - 1 + j)
-                r.tgt_ids.append(t)
-                r.tgt_row_of_tok.append(row)
-            r.seqs.append(seq)
-            r.lookup.append(idx)
-            r.edit.append(e)
-        for kp in q.kl_prompts:
-            ids, idx = subject_last_index(tok, kp, q.subject)
-            r.kl_rows.append(len(r.seqs))
-            r.kl_edit.append(e)
-            r.seqs.append(ids)
-            r.lookup.append(idx)
-            r.edit.append(e)
-    return r
-
-
 TARGET_METHODS = ("suffix", "full")
 
 
 def compute_targets(
     lm: LoadedModel, reqs: Sequence[EditRequest], hp: MemitHparams, contexts: Sequence[str] | Sequence[Sequence[str]],
-    progress: bool = True, method: str = "suffix",
+    progress: bool = True, method: str = "suffix", tokens: Sequence[RequestTokens] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
     """Target vectors ``z`` [n, d] at the last edited layer, their starting points, and per-edit logs.
-    ``contexts``: shared templates or one list per request (:func:`per_request_contexts`).
+    ``contexts``: shared templates or one list per request (:func:`per_request_contexts`); ``tokens``: the
+    requests already tokenised in them (:func:`memat.requests.tokenize_requests`; default: tokenised here).
 
     ``method="suffix"`` (default) computes the positions before each row's subject-last token once, in
     the model's key/value cache, and each optimisation step runs only the blocks after the last edited
@@ -197,26 +90,37 @@ def compute_targets(
     if method not in TARGET_METHODS:
         raise ValueError(f"compute_targets: method must be one of {TARGET_METHODS}, got {method!r}")
     z_layer = hp.layers[-1]
-    ctxs = per_request_contexts(contexts, len(reqs))
+    ctxs = per_request_contexts(contexts, reqs)
+    tokens = _tokens(lm, reqs, ctxs, tokens)
     zs, inits, logs = [], [], []
     chunks = range(0, len(reqs), hp.batch_size)
     chunk_fn = _targets_chunk_suffix if method == "suffix" else _targets_chunk
     for s in tqdm(chunks, desc="target vectors", disable=not progress, leave=False):
-        z, init, log = chunk_fn(lm, reqs[s : s + hp.batch_size], hp, ctxs[s : s + hp.batch_size], z_layer)
+        z, init, log = chunk_fn(lm, reqs[s : s + hp.batch_size], hp, Rows.join(tokens[s : s + hp.batch_size]), z_layer)
         zs.append(z)
         inits.append(init)
         logs.extend(log)
     return torch.cat(zs), torch.cat(inits), logs
 
 
-def _row_counts(rows: "_Rows", n: int, tgt_rows: torch.Tensor, edit_all: torch.Tensor, dev):
+def _tokens(lm, reqs, ctxs, tokens: Sequence[RequestTokens] | None) -> list[RequestTokens]:
+    """``tokens`` if given (checked against ``reqs``), else ``reqs`` tokenised in ``ctxs`` (MEMIT's rows)."""
+    if tokens is None:
+        return tokenize_requests(lm.tokenizer, reqs, ctxs)
+    tokens = list(tokens)
+    if [t.request for t in tokens] != list(reqs):
+        raise ValueError(f"tokens are of other requests than the {len(reqs)} requests given")
+    return tokens
+
+
+def _row_counts(rows: Rows, n: int, tgt_rows: torch.Tensor, edit_all: torch.Tensor, dev):
     """Target tokens per row, which rows are rewrite rows, rewrite rows per edit, the KL rows' edits and
     KL rows per edit: the denominators of the per-edit NLL and KL averages."""
     n_rows = len(rows.seqs)
     tok_per_row = torch.zeros(n_rows, device=dev).index_add_(0, tgt_rows, torch.ones_like(tgt_rows, dtype=torch.float))
     is_rw = tok_per_row > 0
     rows_per_edit = torch.zeros(n, device=dev).index_add_(0, edit_all[is_rw], torch.ones(int(is_rw.sum()), device=dev))
-    kl_edit = torch.tensor(rows.kl_edit, device=dev, dtype=torch.long)
+    kl_edit = torch.tensor(rows.kl_item, device=dev, dtype=torch.long)
     kl_per_edit = torch.zeros(n, device=dev).index_add_(0, kl_edit, torch.ones_like(kl_edit, dtype=torch.float))
     return tok_per_row, is_rw, rows_per_edit, kl_edit, kl_per_edit
 
@@ -234,26 +138,27 @@ def _frozen_step(opt, delta: torch.Tensor, loss: torch.Tensor, done: torch.Tenso
         delta.mul_(scale[:, None])
 
 
-def _targets_chunk(lm, reqs, hp: MemitHparams, contexts, z_layer):
+def _targets_chunk(lm, reqs, hp: MemitHparams, rows: Rows, z_layer):
+    """The target vectors of one batch of requests (their rows): ``h + delta`` at the subject's last token,
+    ``delta`` optimised with every position replayed."""
     dev = lm.device
-    rows = _build_rows(lm.tokenizer, reqs, contexts)
     batch = encode(lm.tokenizer, rows.seqs, dev)
     runner = TailRunner(lm, z_layer)
     n = len(reqs)
     with torch.no_grad():
         h0 = runner.capture(batch).float()
-        kl_idx = torch.tensor([rows.lookup[r] for r in rows.kl_rows], device=dev)
+        kl_idx = torch.tensor([rows.positions[r] for r in rows.kl_rows], device=dev)
         kl_rows = torch.tensor(rows.kl_rows, device=dev)
         kl_init = F.log_softmax(lm.logits(runner.final[kl_rows, kl_idx]).float(), -1)
-    ctx0 = torch.tensor(rows.ctx0, device=dev)
-    look = torch.tensor(rows.lookup, device=dev)
+    ctx0 = torch.tensor(rows.first_row, device=dev)
+    look = torch.tensor(rows.positions, device=dev)
     target_init = h0[ctx0, look[ctx0]].clone()
     init_norm = target_init.norm(dim=-1)
     row_all = torch.arange(len(rows.seqs), device=dev)
-    edit_all = torch.tensor(rows.edit, device=dev)
-    tgt_rows = torch.tensor(rows.tgt_rows, device=dev)
+    edit_all = torch.tensor(rows.item_of_row, device=dev)
+    tgt_rows = torch.tensor(rows.tgt_row, device=dev)
     tgt_pos = torch.tensor(rows.tgt_pos, device=dev)
-    tgt_ids = torch.tensor(rows.tgt_ids, device=dev)
+    tgt_ids = torch.tensor(rows.tgt_id, device=dev)
     n_rows = len(rows.seqs)
     tok_per_row, is_rw, rows_per_edit, kl_edit, kl_per_edit = _row_counts(rows, n, tgt_rows, edit_all, dev)
 
@@ -295,7 +200,7 @@ def _targets_chunk(lm, reqs, hp: MemitHparams, contexts, z_layer):
     return target_init + delta, target_init, logs
 
 
-def _targets_chunk_suffix(lm, reqs, hp: MemitHparams, contexts, z_layer):
+def _targets_chunk_suffix(lm, reqs, hp: MemitHparams, rows: Rows, z_layer):
     """:func:`_targets_chunk` over the suffix positions only (:class:`~memat.forward.SuffixRunner`).
 
     Every row adds its edit's ``delta`` at its subject's last token, and every loss reads positions from
@@ -303,25 +208,24 @@ def _targets_chunk_suffix(lm, reqs, hp: MemitHparams, contexts, z_layer):
     An edit whose loss falls below ``early_stop_loss`` is frozen (as in the full method) and its rows leave
     the batch; its logged NLL/KL are those of its last evaluation."""
     dev = lm.device
-    rows = _build_rows(lm.tokenizer, reqs, contexts)
     runner = SuffixRunner(lm, z_layer)
     n = len(reqs)
     n_rows = len(rows.seqs)
-    look = torch.tensor(rows.lookup, device=dev)
+    look = torch.tensor(rows.positions, device=dev)
     try:
-        h0 = runner.capture(rows.seqs, rows.lookup).float()
+        h0 = runner.capture(rows.seqs, rows.positions).float()
     except SuffixUnsupported:  # a sliding window shorter than these rows: replay every position
-        return _targets_chunk(lm, reqs, hp, contexts, z_layer)  # [rows, S, d]; position 0 is the subject's last token
+        return _targets_chunk(lm, reqs, hp, rows, z_layer)  # [rows, S, d]; position 0 is the subject's last token
     with torch.no_grad():
         kl_rows = torch.tensor(rows.kl_rows, device=dev, dtype=torch.long)
         kl_init = F.log_softmax(lm.logits(runner.final[kl_rows, 0]).float(), -1)
-    ctx0 = torch.tensor(rows.ctx0, device=dev)
+    ctx0 = torch.tensor(rows.first_row, device=dev)
     target_init = h0[ctx0, 0].clone()
     init_norm = target_init.norm(dim=-1)
-    edit_all = torch.tensor(rows.edit, device=dev)
-    tgt_rows = torch.tensor(rows.tgt_rows, device=dev, dtype=torch.long)
+    edit_all = torch.tensor(rows.item_of_row, device=dev)
+    tgt_rows = torch.tensor(rows.tgt_row, device=dev, dtype=torch.long)
     tgt_pos = torch.tensor(rows.tgt_pos, device=dev, dtype=torch.long) - look[tgt_rows]
-    tgt_ids = torch.tensor(rows.tgt_ids, device=dev, dtype=torch.long)
+    tgt_ids = torch.tensor(rows.tgt_id, device=dev, dtype=torch.long)
     tok_per_row, is_rw, rows_per_edit, kl_edit, kl_per_edit = _row_counts(rows, n, tgt_rows, edit_all, dev)
     # rows of the current batch (indices into the chunk's rows), and each chunk row's place in the batch
     live = torch.arange(n_rows, device=dev)
@@ -390,24 +294,25 @@ def _context_weights(contexts: Sequence[str]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _keys_and_states(lm, reqs, layer: int, z_layer: int, contexts, batch_size: int):
-    """Mean key over contexts [n, m], current z-layer state of the plain prompt [n, d], and the
-    current MLP output for the mean key [n, d]."""
-    tok = lm.tokenizer
+def _keys_and_states(lm, reqs, layer: int, z_layer: int, contexts, batch_size: int,
+                     tokens: Sequence[RequestTokens] | None = None):
+    """Mean key over contexts [n, m] and current z-layer state of the plain prompt [n, d], read at the
+    subject's last token of each prompt in each context (``tokens``: the requests' tokens, as the target
+    optimisation read them; default: tokenised here)."""
     mlp_name, z_name = lm.name_of("mlp_out", layer), lm.name_of("layer", z_layer)
-    ctxs = per_request_contexts(contexts, len(reqs))
+    ctxs = per_request_contexts(contexts, reqs)
+    tokens = _tokens(lm, reqs, ctxs, tokens)
     n_ctx = len(ctxs[0])
     weights = _context_weights(ctxs[0]).to(lm.device)
     keys, zs = [], []
     for s in range(0, len(reqs), batch_size):
         chunk = reqs[s : s + batch_size]
         seqs, look = [], []
-        for q, cs in zip(chunk, ctxs[s : s + batch_size]):
-            for c in cs:
-                ids, idx = subject_last_index(tok, c.format(q.prompt), q.subject)
+        for t in tokens[s : s + batch_size]:
+            for ids, idx in t.prompt_rows():
                 seqs.append(ids)
                 look.append(idx)
-        b = encode(tok, seqs, lm.device)
+        b = encode(lm.tokenizer, seqs, lm.device)
         with TraceDict(lm.model, [mlp_name, z_name], retain_input=True, stop=True) as td:
             lm.model(**b.to_model_kwargs(), use_cache=False)
         rows = torch.arange(len(seqs), device=lm.device)
@@ -583,16 +488,20 @@ class MemitDelta:
 
 def write_layers(
     lm: LoadedModel, requests: Sequence[EditRequest], hp: MemitHparams, stats: dict[int, torch.Tensor] | None,
-    contexts: Sequence[str], residual, progress: bool = False, desc: str = "layers",
+    contexts: Sequence[str] | Sequence[Sequence[str]], residual, progress: bool = False, desc: str = "layers",
+    tokens: Sequence[RequestTokens] | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """The per-layer write shared by MEMIT and PMET: for each edited layer in order, the keys at the
     subject's last token and the residual ``residual(i, layer, cur)`` (``cur``: the current hidden states at
     the last edited layer, from the model with the earlier layers' updates applied) are solved into an
     update of the MLP output weights (:func:`layer_update`) that is applied before the next layer.
+    ``tokens``: the requests tokenised in ``contexts`` (default: tokenised here, once for all layers).
 
     Returns ``({weight name: update}, per-layer log)``; the weights are restored afterwards, exceptions
     included, so the caller's model is left as it was."""
     z_layer = hp.layers[-1]
+    contexts = per_request_contexts(contexts, requests)
+    tokens = _tokens(lm, requests, contexts, tokens)
     params = dict(lm.model.named_parameters())
     wnames = {l: lm.name_of("mlp_out", l) + ".weight" for l in hp.layers}
     backup = {l: params[wnames[l]].detach().clone() for l in hp.layers}
@@ -600,7 +509,7 @@ def write_layers(
     layer_log = []
     try:
         for i, layer in enumerate(tqdm(hp.layers, desc=desc, disable=not progress, leave=False)):
-            keys, cur = _keys_and_states(lm, requests, layer, z_layer, contexts, hp.batch_size)
+            keys, cur = _keys_and_states(lm, requests, layer, z_layer, contexts, hp.batch_size, tokens=tokens)
             resid = residual(i, layer, cur)  # [n, d]
             # lambda E[k k^T]; without statistics the identity (ROME's mom2_adjustment=False): K K^T alone is
             # singular whenever there are fewer edits than key dimensions
@@ -637,10 +546,7 @@ def compute_memit(
     ``targets`` = ``(zs, logs)`` from an earlier :func:`compute_targets` with the same requests, last
     layer and optimisation settings skips that step (hyperparameter sweeps of the solve).
     """
-    if requests and isinstance(requests[0], EditCase):
-        if lang is None:
-            raise ValueError("compute_memit: pass lang= to edit EditCase records")
-        requests = requests_from_cases(requests, lang)
+    requests = resolve_requests(requests, lang, "compute_memit")
     if not requests:
         raise ValueError("compute_memit: no requests")
     bad = [l for l in hp.layers if not 0 <= l < lm.n_layers]
@@ -650,13 +556,16 @@ def compute_memit(
         raise ValueError("compute_memit: mom2_adjustment needs stats for every edited layer (memat.stats.layer_stats)")
     if contexts is None:
         contexts = context_templates(lm, lang or "en", hp.context_templates)
+    contexts = per_request_contexts(contexts, requests)
+    tokens = tokenize_requests(lm.tokenizer, requests, contexts)  # once: the targets' rows and every layer's keys
     if targets is None:
-        zs, _, logs = compute_targets(lm, requests, hp, contexts, progress)
+        zs, _, logs = compute_targets(lm, requests, hp, contexts, progress, tokens=tokens)
     else:
         zs, logs = targets
 
     deltas, layer_log = write_layers(
-        lm, requests, hp, stats, contexts, lambda i, layer, cur: (zs - cur) / (len(hp.layers) - i), progress, "MEMIT layers")
+        lm, requests, hp, stats, contexts, lambda i, layer, cur: (zs - cur) / (len(hp.layers) - i), progress,
+        "MEMIT layers", tokens=tokens)
     meta = {
         "model": lm.name,
         "hparams": hp.to_dict(),
@@ -682,7 +591,7 @@ def target_cache_keys(lm: LoadedModel, requests: Sequence[EditRequest], hp: Memi
     from .stats import model_fingerprints
 
     top = lm.n_layers - 1
-    ctxs = per_request_contexts(contexts, len(requests))
+    ctxs = per_request_contexts(contexts, requests)
     fingerprint = model_fingerprints(lm, [top])[top]
     bases = {c: {
         "model": fingerprint,
@@ -733,7 +642,7 @@ def cached_targets(
     scaling experiment, the joint edit of both languages) share their targets. An unreadable entry is
     reported (``warnings.warn`` naming the file) and its target computed again."""
     requests = list(requests)
-    ctxs = per_request_contexts(contexts, len(requests))
+    ctxs = per_request_contexts(contexts, requests)
     keys = target_cache_keys(lm, requests, hp, ctxs)
     paths = [entry_path("targets", key, lm.name) for key in keys]
     found: dict[int, tuple[torch.Tensor, dict]] = {}
@@ -839,7 +748,7 @@ def cached_memit(
     language, for an edit of requests in several languages at once (Table 3's joint edit); by default
     every request gets prefixes in ``lang``.
     """
-    requests = requests_from_cases(cases, lang) if cases and isinstance(cases[0], EditCase) else list(cases)
+    requests = resolve_requests(cases, lang, "cached_memit")
     if context_langs is not None:
         context_langs = list(context_langs)
         if len(context_langs) != len(requests) or not all(isinstance(l, str) and l for l in context_langs):

@@ -37,7 +37,8 @@ is small), so the sum written over the layers exceeds ``r``; that is the method,
 
 The edit is a :class:`~memat.memit.MemitDelta` (only ``mlp_out`` weights of ``hp.layers``), so applying,
 removing, saving and evaluating it work as for MEMIT. The model is left exactly as it was, also when an
-exception interrupts the computation.
+exception interrupts the computation. Requests and their token rows are MEMIT's (:mod:`memat.requests`),
+tokenised once per edit.
 """
 from __future__ import annotations
 
@@ -56,8 +57,17 @@ from .data.records import EditCase
 from .forward import SuffixRunner, SuffixUnsupported, TailRunner, encode, subject_last_index
 from .hooks import TraceDict
 from .hparams import HparamsError, MemitHparams
-from .memit import EditRequest, MemitDelta, context_templates, requests_from_cases
+from .memit import MemitDelta
 from .models import LoadedModel
+from .requests import (
+    EditRequest,
+    RequestTokens,
+    Rows,
+    context_templates,
+    per_request_contexts,
+    resolve_requests,
+    tokenize_requests,
+)
 
 __all__ = ["PmetHparams", "PmetTargets", "compute_pmet", "compute_pmet_targets"]
 
@@ -141,9 +151,10 @@ def _first(x):
 
 def compute_pmet_targets(
     lm: LoadedModel, reqs: Sequence[EditRequest], hp: PmetHparams, contexts: Sequence[str], progress: bool = False,
-    method: str = "suffix",
+    method: str = "suffix", tokens: Sequence[RequestTokens] | None = None,
 ) -> PmetTargets:
     """Jointly optimise the attention and FFN deltas at ``hp.layers[-1]`` for every request (batched).
+    ``tokens``: the requests already tokenised in ``contexts`` (default: tokenised here).
 
     ``method="suffix"`` (default) runs the positions before each row's subject-last token once (key/value
     cache) and each step replays block ``hp.layers[-1]`` and the blocks after it over the positions from that
@@ -151,11 +162,13 @@ def compute_pmet_targets(
     if method not in _memit.TARGET_METHODS:
         raise ValueError(f"compute_pmet_targets: method must be one of {_memit.TARGET_METHODS}, got {method!r}")
     z_layer = hp.layers[-1]
-    ctxs = _memit.per_request_contexts(contexts, len(reqs))
+    ctxs = per_request_contexts(contexts, reqs)
+    tokens = _memit._tokens(lm, reqs, ctxs, tokens)
     parts = []
     chunks = range(0, len(reqs), hp.batch_size)
     for s in tqdm(chunks, desc="PMET targets", disable=not progress, leave=False):
-        parts.append(_targets_chunk(lm, reqs[s : s + hp.batch_size], hp, ctxs[s : s + hp.batch_size], z_layer, method))
+        rows = Rows.join(tokens[s : s + hp.batch_size])
+        parts.append(_targets_chunk(lm, reqs[s : s + hp.batch_size], hp, rows, z_layer, method))
     return PmetTargets(
         *(torch.cat([getattr(p, f) for p in parts]) for f in ("ffn", "ffn_init", "attn", "attn_init")),
         logs=[l for p in parts for l in p.logs],
@@ -170,9 +183,8 @@ def _ffn_image(lm: LoadedModel, layer: int, m: torch.Tensor) -> torch.Tensor:
         return lm.module("post_mlp_norm", layer)(m.to(lm.dtype)).float()
 
 
-def _targets_chunk(lm: LoadedModel, reqs, hp: PmetHparams, contexts, z_layer: int, method: str = "full") -> PmetTargets:
+def _targets_chunk(lm: LoadedModel, reqs, hp: PmetHparams, rows: Rows, z_layer: int, method: str = "full") -> PmetTargets:
     dev = lm.device
-    rows = _memit._build_rows(lm.tokenizer, reqs, contexts)
     attn_name, mlp_name = lm.name_of("attn_out", z_layer), lm.name_of("mlp_out", z_layer)
     n = len(reqs)
     suffix = method == "suffix" and z_layer > 0
@@ -181,7 +193,7 @@ def _targets_chunk(lm: LoadedModel, reqs, hp: PmetHparams, contexts, z_layer: in
             runner = SuffixRunner(lm, z_layer - 1)
             try:
                 with TraceDict(lm.model, [attn_name, mlp_name]) as td:
-                    h0 = runner.capture(rows.seqs, rows.lookup)
+                    h0 = runner.capture(rows.seqs, rows.positions)
             except SuffixUnsupported:
                 suffix = False
         if not suffix:
@@ -191,27 +203,27 @@ def _targets_chunk(lm: LoadedModel, reqs, hp: PmetHparams, contexts, z_layer: in
                 h0 = runner.capture(batch)
         a_out, m_out = _first(td[attn_name].output), _first(td[mlp_name].output)
         # positions are relative to the subject's last token in the suffix method (it is position 0)
-        offset = torch.tensor(rows.lookup, device=dev) if suffix else torch.zeros(len(rows.seqs), dtype=torch.long, device=dev)
+        offset = torch.tensor(rows.positions, device=dev) if suffix else torch.zeros(len(rows.seqs), dtype=torch.long, device=dev)
         kl_rows = torch.tensor(rows.kl_rows, device=dev, dtype=torch.long)
-        kl_idx = torch.tensor([rows.lookup[r] for r in rows.kl_rows], device=dev, dtype=torch.long) - offset[kl_rows]
+        kl_idx = torch.tensor([rows.positions[r] for r in rows.kl_rows], device=dev, dtype=torch.long) - offset[kl_rows]
         kl_init = F.log_softmax(lm.logits(runner.final[kl_rows, kl_idx]).float(), -1)
-    ctx0 = torch.tensor(rows.ctx0, device=dev)
-    look = torch.tensor(rows.lookup, device=dev) - offset
+    ctx0 = torch.tensor(rows.first_row, device=dev)
+    look = torch.tensor(rows.positions, device=dev) - offset
     m_init = m_out[ctx0, look[ctx0]].float()  # the plain prompt's value, as the reference records it
     a_init = a_out[ctx0, look[ctx0]].float()
     m_norm = m_init.norm(dim=-1).clamp(min=1e-12)
     a_norm = a_init.norm(dim=-1).clamp(min=1e-12)
     row_all = torch.arange(len(rows.seqs), device=dev)
-    edit_all = torch.tensor(rows.edit, device=dev)
-    tgt_rows = torch.tensor(rows.tgt_rows, device=dev)
+    edit_all = torch.tensor(rows.item_of_row, device=dev)
+    tgt_rows = torch.tensor(rows.tgt_row, device=dev)
     tgt_pos = torch.tensor(rows.tgt_pos, device=dev) - offset[tgt_rows]
-    tgt_ids = torch.tensor(rows.tgt_ids, device=dev)
+    tgt_ids = torch.tensor(rows.tgt_id, device=dev)
     n_rows = len(rows.seqs)
     tok_per_row = torch.zeros(n_rows, device=dev).index_add_(0, tgt_rows, torch.ones_like(tgt_rows, dtype=torch.float))
     is_rw = tok_per_row > 0
     rows_per_edit = torch.zeros(n, device=dev).index_add_(0, edit_all[is_rw], torch.ones(int(is_rw.sum()), device=dev))
     tok_edit = edit_all[tgt_rows]
-    kl_edit = torch.tensor(rows.kl_edit, device=dev)
+    kl_edit = torch.tensor(rows.kl_item, device=dev)
     kl_per_edit = torch.zeros(n, device=dev).index_add_(0, kl_edit, torch.ones_like(kl_edit, dtype=torch.float))
 
     d_ffn = torch.zeros(n, m_out.shape[-1], device=dev, requires_grad=True)
@@ -285,14 +297,22 @@ def _targets_chunk(lm: LoadedModel, reqs, hp: PmetHparams, contexts, z_layer: in
     )
 
 
+def _plain_prompts(lm: LoadedModel, reqs: Sequence[EditRequest]) -> list[tuple[list[int], int]]:
+    """Each request's plain rewrite prompt (no context): its token ids and the subject's last index."""
+    return [subject_last_index(lm.tokenizer, q.prompt, q.subject) for q in reqs]
+
+
 @torch.no_grad()
-def _ffn_contribution(lm: LoadedModel, reqs: Sequence[EditRequest], layer: int, batch_size: int) -> torch.Tensor:
+def _ffn_contribution(lm: LoadedModel, reqs: Sequence[EditRequest], layer: int, batch_size: int,
+                      plain: Sequence[tuple[list[int], int]] | None = None) -> torch.Tensor:
     """The FFN's current contribution to the residual stream at ``layer`` [n, d], at the subject's last
-    token of the plain rewrite prompt (the reference's ``get_module_input_output_at_words`` output)."""
+    token of the plain rewrite prompt (the reference's ``get_module_input_output_at_words`` output);
+    ``plain``: those prompts tokenised (:func:`_plain_prompts`; default: tokenised here)."""
     site = lm.name_of("post_mlp_norm" if lm.spec.post_mlp_norm is not None else "mlp_out", layer)
+    plain = _plain_prompts(lm, reqs) if plain is None else plain
     out = []
     for s in range(0, len(reqs), batch_size):
-        seqs, look = zip(*(subject_last_index(lm.tokenizer, q.prompt, q.subject) for q in reqs[s : s + batch_size]))
+        seqs, look = zip(*plain[s : s + batch_size])
         b = encode(lm.tokenizer, seqs, lm.device)
         with TraceDict(lm.model, [site], stop=True) as td:
             lm.model(**b.to_model_kwargs(), use_cache=False)
@@ -323,9 +343,7 @@ def compute_pmet(
     :func:`compute_pmet_targets`, or ``(ffn_targets [n, d], logs)`` in residual-contribution space) skips
     the optimisation.
     """
-    requests = list(requests_or_cases)
-    if requests and isinstance(requests[0], EditCase):
-        requests = requests_from_cases(requests, lang)
+    requests = resolve_requests(requests_or_cases, lang, "compute_pmet")
     if not requests:
         raise ValueError("compute_pmet: no requests")
     if not isinstance(hp, PmetHparams):
@@ -338,9 +356,11 @@ def compute_pmet(
         raise ValueError("compute_pmet: mom2_adjustment needs stats for every edited layer (memat.stats.layer_stats)")
     if contexts is None:
         contexts = context_templates(lm, lang, hp.context_templates)
+    contexts = per_request_contexts(contexts, requests)
+    tokens = tokenize_requests(lm.tokenizer, requests, contexts)  # once: the targets' rows and every layer's keys
     z_layer = hp.layers[-1]
     if targets is None:
-        targets = compute_pmet_targets(lm, requests, hp, contexts, progress)
+        targets = compute_pmet_targets(lm, requests, hp, contexts, progress, tokens=tokens)
     if isinstance(targets, PmetTargets):
         zs, logs = targets.ffn, targets.logs
     else:
@@ -349,11 +369,12 @@ def compute_pmet(
     if zs.shape != (len(requests), lm.hidden_size):
         raise ValueError(f"targets have shape {tuple(zs.shape)}, expected {(len(requests), lm.hidden_size)}")
 
+    plain = _plain_prompts(lm, requests)
     deltas, layer_log = _memit.write_layers(
         lm, requests, hp, stats, contexts,
-        lambda i, layer, _cur: (zs - _ffn_contribution(lm, requests, z_layer, hp.batch_size))
+        lambda i, layer, _cur: (zs - _ffn_contribution(lm, requests, z_layer, hp.batch_size, plain))
         / _spread(hp.residual_spread, len(hp.layers) - i),
-        progress, "PMET layers")
+        progress, "PMET layers", tokens=tokens)
     meta = {
         "method": "PMET",
         "model": lm.name,
