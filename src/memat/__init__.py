@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     "as_cases": "memat.api",
     "EditRequest": "memat.requests",
     "MemitDelta": "memat.memit",
+    "WeightDelta": "memat.memit",
     "HeadCorrections": "memat.memat",
     "MematHparams": "memat.memat",
     "MemitHparams": "memat.hparams",

@@ -20,7 +20,7 @@ sample count) and :func:`memat.memit.cached_memit` (which runs :func:`memat.memi
 :func:`memat.heads.train_probes` and :func:`memat.memat.select_heads`. Their results are on disk under
 :func:`memat.paths.cache_dir` unless ``cache=False``, keyed by everything they depend on.
 
-The model is never left edited: an edit is returned as a :class:`~memat.memit.MemitDelta` with the
+The model is never left edited: an edit is returned as a :class:`~memat.memit.WeightDelta` with the
 model's weights as they were (also when an exception interrupts the computation), and MEMAT's training
 removes the delta and its hooks on the way out, exceptions included. Apply an edit with
 ``with delta.applied(lm):`` (or ``delta.apply(lm)`` / ``delta.remove(lm)``) and corrections with
@@ -51,7 +51,7 @@ from .data.records import RecordError
 from .heads import collect_probe_data, train_probes
 from .hparams import MemitHparams, load_hparams
 from .memat import HeadCorrections, MematHparams, cached_corrections, load_memat_hparams, select_heads
-from .memit import MemitDelta, cached_memit
+from .memit import WeightDelta, cached_memit
 from .models import LoadedModel
 from .pmet import PmetHparams
 from .requests import as_cases, as_requests  # the record parsers live with the request type
@@ -133,8 +133,8 @@ class MEMIT:
 
     def edit(self, lm: LoadedModel, requests=None, *, prompts=None, subjects=None, targets=None, lang: str | None = None,
              stats: dict[int, torch.Tensor] | None = None, n_samples: int | None = None, corpus: str | None = None,
-             source_dir=None, cache: bool | None = None, progress: bool | None = None) -> MemitDelta:
-        """The edit of ``requests`` (see :func:`as_requests`) as a :class:`~memat.memit.MemitDelta`; ``lm`` is
+             source_dir=None, cache: bool | None = None, progress: bool | None = None) -> WeightDelta:
+        """The edit of ``requests`` (see :func:`as_requests`) as a :class:`~memat.memit.WeightDelta`; ``lm`` is
         left as it was. ``stats`` (``{layer: E[k k^T]}``) skips the key statistics, else they are computed
         by :meth:`key_stats` (``n_samples``, ``corpus``, ``source_dir``)."""
         _check_lm(lm)
@@ -205,7 +205,7 @@ class MEMAT:
         hp = self.hparams
         return f"MEMAT(k={hp.k}, lr={hp.lr}, langs={self.langs}, {hp.description or 'no description'!r})"
 
-    def fit(self, lm: LoadedModel, delta: MemitDelta | None, requests=None, *, heads: Sequence[tuple[int, int]],
+    def fit(self, lm: LoadedModel, delta: WeightDelta | None, requests=None, *, heads: Sequence[tuple[int, int]],
             prompts=None, subjects=None, targets=None, langs: Sequence[str] | None = None, contexts=None,
             cache: bool | None = None, progress: bool | None = None) -> HeadCorrections:
         """Train one correction per head of ``heads`` (``(layer, head)`` pairs, e.g. from
@@ -213,7 +213,7 @@ class MEMAT:
         :class:`EditCase` carry one language, ``langs[0]``) with ``delta`` applied (None: the model as it
         is). Returns :class:`~memat.memat.HeadCorrections`; apply them with ``corrections.applied(lm)``."""
         _check_lm(lm)
-        if delta is not None and not isinstance(delta, MemitDelta):
+        if delta is not None and not isinstance(delta, WeightDelta):
             raise TypeError(f"delta: expected a MemitDelta (MEMIT.edit) or None, got {type(delta).__name__}")
         langs = self.langs if langs is None else _langs(langs)
         cases = as_cases(requests, prompts=prompts, subjects=subjects, targets=targets, lang=langs[0])
@@ -230,7 +230,7 @@ class MEMAT:
         self.last_log = log
         return corr
 
-    def locate_heads(self, lm: LoadedModel, delta: MemitDelta | None, cases, lang: str, *, k: int | None = None,
+    def locate_heads(self, lm: LoadedModel, delta: WeightDelta | None, cases, lang: str, *, k: int | None = None,
                      refine: bool = True, kinds: Sequence[str] = ("rewrite",), seed: int = 0) -> list[tuple[int, int]]:
         """The ``k`` heads (default ``hparams.k``) whose outputs best tell the new target from the true one in
         ``lang`` with ``delta`` applied (the paper's per-head probes: :func:`memat.heads.collect_probe_data`,

@@ -2,11 +2,11 @@
 
 For a batch of requests (subject, prompt, new target):
 
-1. **Target vectors.** For every edit, a vector ``delta`` is added to the residual stream at the
+1. **Target vectors.** For every edit, a shift ``z_shift`` is added to the residual stream at the
    subject's last token at the last edited layer ``L``, and optimised so the model predicts the new
    target after the prompt preceded by random prefixes (NLL), while keeping the next-token
    distribution after "{subject} is a" close to the original (KL), with a weight decay and a norm clamp.
-   All edits of a batch are optimised together (one ``delta`` row per edit; the summed loss gives each
+   All edits of a batch are optimised together (one shift row per edit; the summed loss gives each
    row exactly the gradient of its own loss, and an edit that reaches the early-stopping loss is frozen,
    as if it were optimised alone). Blocks up to ``L`` never change during this optimisation, so their
    output is computed once and only the blocks after ``L`` are replayed (:class:`~memat.forward.TailRunner`);
@@ -21,8 +21,9 @@ For a batch of requests (subject, prompt, new target):
    nearest reachable point to the target (an RMS norm's image has a fixed scale, so only its direction
    can be steered).
 
-The edit is returned as a :class:`MemitDelta`, and the model is left exactly as it was (also when an
-exception interrupts the computation); apply it with ``delta.apply(lm)`` or ``with delta.applied(lm):``.
+The edit is returned as a :class:`WeightDelta` (``delta``, here and everywhere in memat, is a weight edit;
+``MemitDelta`` is its former name), and the model is left exactly as it was (also when an exception
+interrupts the computation); apply it with ``delta.apply(lm)`` or ``with delta.applied(lm):``.
 
 Requests, their contexts and the token rows the losses read are :mod:`memat.requests` (shared with PMET
 and MEMAT); each request is tokenised once per edit, and the keys of every layer are read at those tokens.
@@ -60,6 +61,7 @@ from .requests import (  # noqa: F401 - CONTEXT_SEEDS, requests_from_cases: mema
 __all__ = [
     "EditRequest",
     "MemitDelta",
+    "WeightDelta",
     "CONTEXT_SEEDS",
     "compute_memit",
     "compute_targets",
@@ -125,22 +127,22 @@ def _row_counts(rows: Rows, n: int, tgt_rows: torch.Tensor, edit_all: torch.Tens
     return tok_per_row, is_rw, rows_per_edit, kl_edit, kl_per_edit
 
 
-def _frozen_step(opt, delta: torch.Tensor, loss: torch.Tensor, done: torch.Tensor, max_norm: torch.Tensor) -> None:
+def _frozen_step(opt, shift: torch.Tensor, loss: torch.Tensor, done: torch.Tensor, max_norm: torch.Tensor) -> None:
     """One Adam step on the edits not done (their summed loss: each row gets its own gradient), the done
     rows restored exactly (Adam's momentum would move them), then every row clamped to ``max_norm``."""
     opt.zero_grad()
     loss[~done].sum().backward()
-    frozen = delta.detach()[done].clone()
+    frozen = shift.detach()[done].clone()
     opt.step()
     with torch.no_grad():
-        delta[done] = frozen
-        scale = (max_norm / delta.norm(dim=-1).clamp(min=1e-12)).clamp(max=1.0)
-        delta.mul_(scale[:, None])
+        shift[done] = frozen
+        scale = (max_norm / shift.norm(dim=-1).clamp(min=1e-12)).clamp(max=1.0)
+        shift.mul_(scale[:, None])
 
 
 def _targets_chunk(lm, reqs, hp: MemitHparams, rows: Rows, z_layer):
-    """The target vectors of one batch of requests (their rows): ``h + delta`` at the subject's last token,
-    ``delta`` optimised with every position replayed."""
+    """The target vectors of one batch of requests (their rows): ``h + z_shift`` at the subject's last token,
+    the shift optimised with every position replayed."""
     dev = lm.device
     batch = encode(lm.tokenizer, rows.seqs, dev)
     runner = TailRunner(lm, z_layer)
@@ -162,13 +164,13 @@ def _targets_chunk(lm, reqs, hp: MemitHparams, rows: Rows, z_layer):
     n_rows = len(rows.seqs)
     tok_per_row, is_rw, rows_per_edit, kl_edit, kl_per_edit = _row_counts(rows, n, tgt_rows, edit_all, dev)
 
-    delta = torch.zeros(n, h0.shape[-1], device=dev, requires_grad=True)
-    opt = torch.optim.Adam([delta], lr=hp.v_lr)
+    z_shift = torch.zeros(n, h0.shape[-1], device=dev, requires_grad=True)
+    opt = torch.optim.Adam([z_shift], lr=hp.v_lr)
     done = torch.zeros(n, dtype=torch.bool, device=dev)
     steps = torch.zeros(n, dtype=torch.long)  # loss evaluations of each edit until it stopped
     hist = []
     for it in range(hp.v_num_grad_steps):
-        h = h0.index_put((row_all, look), delta[edit_all], accumulate=True).to(h0.dtype)
+        h = h0.index_put((row_all, look), z_shift[edit_all], accumulate=True).to(h0.dtype)
         out = runner.run(h.to(lm.dtype))
         lp = F.log_softmax(lm.logits(out[tgt_rows, tgt_pos]).float(), -1)
         tok_lp = lp.gather(-1, tgt_ids[:, None])[:, 0]
@@ -178,15 +180,15 @@ def _targets_chunk(lm, reqs, hp: MemitHparams, rows: Rows, z_layer):
         # as MEMIT's kl_div(init, current, log_target=True): KL(current || init)
         kl_row = (kl_lp.exp() * (kl_lp - kl_init)).sum(-1)
         kl = torch.zeros(n, device=dev).index_add(0, kl_edit, kl_row) / kl_per_edit.clamp(min=1)
-        wd = hp.v_weight_decay * delta.norm(dim=-1) / init_norm**2
+        wd = hp.v_weight_decay * z_shift.norm(dim=-1) / init_norm**2
         loss = nll + hp.kl_factor * kl + wd
-        hist.append({"nll": nll.detach().cpu(), "kl": kl.detach().cpu(), "loss": loss.detach().cpu()})
+        hist.append({"nll": nll.detach().cpu(), "kl": kl.detach().cpu()})
         steps += (~done).long().cpu()
         done |= loss.detach() < hp.early_stop_loss
         if bool(done.all()) or it == hp.v_num_grad_steps - 1:
             break
-        _frozen_step(opt, delta, loss, done, hp.clamp_norm_factor * init_norm)
-    delta = delta.detach()
+        _frozen_step(opt, z_shift, loss, done, hp.clamp_norm_factor * init_norm)
+    z_shift = z_shift.detach()
     logs = []
     for e, q in enumerate(reqs):
         logs.append({
@@ -195,15 +197,15 @@ def _targets_chunk(lm, reqs, hp: MemitHparams, rows: Rows, z_layer):
             "nll_start": float(hist[0]["nll"][e]),
             "nll_end": float(hist[-1]["nll"][e]),
             "kl_end": float(hist[-1]["kl"][e]),
-            "delta_norm_ratio": float(delta[e].norm() / init_norm[e]),
+            "delta_norm_ratio": float(z_shift[e].norm() / init_norm[e]),  # |z_shift| / |h|: the stored logs' name
         })
-    return target_init + delta, target_init, logs
+    return target_init + z_shift, target_init, logs
 
 
 def _targets_chunk_suffix(lm, reqs, hp: MemitHparams, rows: Rows, z_layer):
     """:func:`_targets_chunk` over the suffix positions only (:class:`~memat.forward.SuffixRunner`).
 
-    Every row adds its edit's ``delta`` at its subject's last token, and every loss reads positions from
+    Every row adds its edit's ``z_shift`` at its subject's last token, and every loss reads positions from
     there on, so each row is split there: the NLL positions become ``pos - split`` and the KL position 0.
     An edit whose loss falls below ``early_stop_loss`` is frozen (as in the full method) and its rows leave
     the batch; its logged NLL/KL are those of its last evaluation."""
@@ -230,8 +232,8 @@ def _targets_chunk_suffix(lm, reqs, hp: MemitHparams, rows: Rows, z_layer):
     # rows of the current batch (indices into the chunk's rows), and each chunk row's place in the batch
     live = torch.arange(n_rows, device=dev)
 
-    delta = torch.zeros(n, h0.shape[-1], device=dev, requires_grad=True)
-    opt = torch.optim.Adam([delta], lr=hp.v_lr)
+    z_shift = torch.zeros(n, h0.shape[-1], device=dev, requires_grad=True)
+    opt = torch.optim.Adam([z_shift], lr=hp.v_lr)
     done = torch.zeros(n, dtype=torch.bool, device=dev)
     steps = torch.zeros(n, dtype=torch.long)
     nll_start = torch.full((n,), float("nan"))
@@ -240,7 +242,7 @@ def _targets_chunk_suffix(lm, reqs, hp: MemitHparams, rows: Rows, z_layer):
         pos_of = torch.full((n_rows,), -1, dtype=torch.long, device=dev)
         pos_of[live] = torch.arange(len(live), device=dev)
         h = h0.clone()
-        h[:, 0] = h[:, 0] + delta[edit_all[live]]
+        h[:, 0] = h[:, 0] + z_shift[edit_all[live]]
         out = runner.run(h.to(lm.dtype))
         t_sel = (pos_of[tgt_rows] >= 0).nonzero()[:, 0]
         lp = F.log_softmax(lm.logits(out[pos_of[tgt_rows[t_sel]], tgt_pos[t_sel]]).float(), -1)
@@ -251,7 +253,7 @@ def _targets_chunk_suffix(lm, reqs, hp: MemitHparams, rows: Rows, z_layer):
         kl_lp = F.log_softmax(lm.logits(out[pos_of[kl_rows[k_sel]], 0]).float(), -1)
         kl_row = (kl_lp.exp() * (kl_lp - kl_init[k_sel])).sum(-1)  # KL(current || init), as MEMIT
         kl = torch.zeros(n, device=dev).index_add(0, kl_edit[k_sel], kl_row) / kl_per_edit.clamp(min=1)
-        wd = hp.v_weight_decay * delta.norm(dim=-1) / init_norm**2
+        wd = hp.v_weight_decay * z_shift.norm(dim=-1) / init_norm**2
         loss = nll + hp.kl_factor * kl + wd
         active = ~done
         if it == 0:
@@ -263,13 +265,13 @@ def _targets_chunk_suffix(lm, reqs, hp: MemitHparams, rows: Rows, z_layer):
         done |= loss.detach() < hp.early_stop_loss
         if bool(done.all()) or it == hp.v_num_grad_steps - 1:
             break
-        _frozen_step(opt, delta, loss, done, hp.clamp_norm_factor * init_norm)
+        _frozen_step(opt, z_shift, loss, done, hp.clamp_norm_factor * init_norm)
         keep = ~done[edit_all[live]]
         if not bool(keep.all()):  # finished requests leave the batch
             runner.select(keep.nonzero()[:, 0])
             h0 = h0[keep]
             live = live[keep]
-    delta = delta.detach()
+    z_shift = z_shift.detach()
     logs = []
     for e, q in enumerate(reqs):
         logs.append({
@@ -278,9 +280,9 @@ def _targets_chunk_suffix(lm, reqs, hp: MemitHparams, rows: Rows, z_layer):
             "nll_start": float(nll_start[e]),
             "nll_end": float(nll_last[e]),
             "kl_end": float(kl_last[e]),
-            "delta_norm_ratio": float(delta[e].norm() / init_norm[e]),
+            "delta_norm_ratio": float(z_shift[e].norm() / init_norm[e]),  # |z_shift| / |h|: the stored logs' name
         })
-    return target_init + delta, target_init, logs
+    return target_init + z_shift, target_init, logs
 
 
 def _context_weights(contexts: Sequence[str]) -> torch.Tensor:
@@ -412,10 +414,11 @@ def layer_update(lm: LoadedModel, layer: int, keys: torch.Tensor, resid: torch.T
     return upd if lm.spec.weight_layout == "out_in" else upd.T
 
 
-class MemitDelta:
-    """Weight updates of one MEMIT edit: ``{parameter name: dW}`` in each parameter's own layout.
+class WeightDelta:
+    """Weight updates of one edit (MEMIT's, PMET's): ``{parameter name: dW}`` in each parameter's own layout.
 
     ``apply`` keeps a copy of the original weights, so ``remove`` restores them bit for bit.
+    ``MemitDelta`` is the same class under its former name.
     """
 
     def __init__(self, deltas: dict[str, torch.Tensor], meta: dict | None = None):
@@ -427,7 +430,7 @@ class MemitDelta:
     def is_applied(self) -> bool:
         return bool(self._backup)
 
-    def apply(self, lm: LoadedModel) -> "MemitDelta":
+    def apply(self, lm: LoadedModel) -> "WeightDelta":
         if self._backup:
             raise RuntimeError("this delta is already applied; remove() it first")
         params = dict(lm.model.named_parameters())
@@ -462,10 +465,10 @@ class MemitDelta:
         finally:
             self.remove(lm)
 
-    def __add__(self, other: "MemitDelta") -> "MemitDelta":
+    def __add__(self, other: "WeightDelta") -> "WeightDelta":
         keys = set(self.deltas) | set(other.deltas)
         out = {k: self.deltas.get(k, 0) + other.deltas.get(k, 0) for k in keys}
-        return MemitDelta(out, {"sum_of": [self.meta, other.meta]})
+        return WeightDelta(out, {"sum_of": [self.meta, other.meta]})
 
     def save(self, path: str | Path) -> Path:
         from safetensors.torch import save_file
@@ -477,13 +480,16 @@ class MemitDelta:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, device=None) -> "MemitDelta":
+    def load(cls, path: str | Path, device=None) -> "WeightDelta":
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt", device=str(device or "cpu")) as f:
             meta = json.loads((f.metadata() or {}).get("memat", "{}"))
             deltas = {k: f.get_tensor(k) for k in f.keys()}
         return cls(deltas, meta)
+
+
+MemitDelta = WeightDelta  # the former name (notebooks, tests, memat.api)
 
 
 def write_layers(
@@ -536,7 +542,7 @@ def compute_memit(
     lang: str | None = None,
     progress: bool = True,
     targets: tuple[torch.Tensor, list[dict]] | None = None,
-) -> MemitDelta:
+) -> WeightDelta:
     """Compute a MEMIT edit; the model's weights are the same before and after (exceptions included).
 
     ``requests`` may be :class:`EditRequest` or :class:`EditCase` (then ``lang`` picks the view).
@@ -574,7 +580,7 @@ def compute_memit(
         "targets": logs,
         "layers": layer_log,
     }
-    return MemitDelta(deltas, meta)
+    return WeightDelta(deltas, meta)
 
 
 # --------------------------------------------------------------------------- cached edits
@@ -587,7 +593,7 @@ def target_cache_keys(lm: LoadedModel, requests: Sequence[EditRequest], hp: Memi
     """One sha256 per request of everything its target vector depends on: the model's weights (all
     blocks), device type and dtype, the last edited layer, the optimisation settings, the request (prompt,
     subject, new target, KL prompts) and the contexts. A request's target does not depend on the other
-    requests of its batch (its own delta, loss and early stop), so targets are cached one by one."""
+    requests of its batch (its own shift, loss and early stop), so targets are cached one by one."""
     from .stats import model_fingerprints
 
     top = lm.n_layers - 1
@@ -705,7 +711,7 @@ def memit_cache_key(
 
 
 def _edit_memit(lm: LoadedModel, requests: Sequence[EditRequest], hp: MemitHparams, stats, lang: str,
-                contexts, progress: bool, cache: bool) -> MemitDelta:
+                contexts, progress: bool, cache: bool) -> WeightDelta:
     """The MEMIT edit of :func:`cached_memit` (registered for :class:`MemitHparams`): its target vectors
     from the per-request cache (:func:`cached_targets`) when ``cache``."""
     targets = cached_targets(lm, requests, hp, contexts, progress) if cache else None
@@ -716,8 +722,8 @@ def _edit_memit(lm: LoadedModel, requests: Sequence[EditRequest], hp: MemitHpara
 register_edit_method(MemitHparams, _edit_memit)
 
 
-def _load_delta(path: Path, key: str) -> MemitDelta:
-    delta = MemitDelta.load(path)
+def _load_delta(path: Path, key: str) -> WeightDelta:
+    delta = WeightDelta.load(path)
     check_key(delta.meta.get("cache_key"), key)
     return delta
 
@@ -732,7 +738,7 @@ def cached_memit(
     cache: bool = True,
     context_seed: int = 0,
     context_langs: Sequence[str] | None = None,
-) -> MemitDelta:
+) -> WeightDelta:
     """:func:`compute_memit` (or :func:`memat.pmet.compute_pmet` for PMET hyperparameters: the method
     registered for ``type(hp)``, :func:`memat.cache.edit_method`) with an on-disk cache
     (``<cache dir>/deltas/<model>/<key>.safetensors``).

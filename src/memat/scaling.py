@@ -397,7 +397,7 @@ def measured_memit(lm, cases, hp, stats, lang: str, refresh: bool = False, root=
         "memit", key,
         compute=lambda: memit.cached_memit(lm, requests, hp, stats, lang, progress=False, cache=False),
         save=lambda d, p: d.save(p),
-        load=lambda p: memit.MemitDelta.load(p, device=lm.device),
+        load=lambda p: memit.WeightDelta.load(p, device=lm.device),
         device=lm, refresh=refresh, root=root,
     )
 
