@@ -20,7 +20,7 @@ sample count) and :func:`memat.memit.cached_memit` (which runs :func:`memat.memi
 :func:`memat.heads.train_probes` and :func:`memat.memat.select_heads`. Their results are on disk under
 :func:`memat.paths.cache_dir` unless ``cache=False``, keyed by everything they depend on.
 
-The model is never left edited: an edit is returned as a :class:`~memat.memit.MemitDelta` with the
+The model is never left edited: an edit is returned as a :class:`~memat.memit.WeightDelta` with the
 model's weights as they were (also when an exception interrupts the computation), and MEMAT's training
 removes the delta and its hooks on the way out, exceptions included. Apply an edit with
 ``with delta.applied(lm):`` (or ``delta.apply(lm)`` / ``delta.remove(lm)``) and corrections with
@@ -32,7 +32,9 @@ Edit requests (:func:`as_requests`) may be given as
 * dicts in the MEMIT reference format, ``{"prompt": "{} plays", "subject": "Lionel Messi",
   "target_new": {"str": "basketball"}}`` (``target_new`` may be a plain string; ``case_id`` and
   ``kl_prompts`` are optional), or whole CounterFact records with a ``requested_rewrite``;
-* :class:`~memat.memit.EditRequest` or :class:`~memat.data.records.EditCase` (the view of ``lang``).
+* :class:`~memat.requests.EditRequest` or :class:`~memat.data.records.EditCase` (the view of ``lang``).
+
+(:func:`as_requests` and :func:`as_cases` are :mod:`memat.requests`' parsers, re-exported here.)
 
 A prompt marks the subject with ``{}`` (MEMIT's convention) or contains the subject once, as in EasyEdit
 (``"Lionel Messi plays"``). A malformed record is a :class:`~memat.data.records.RecordError` (a
@@ -40,174 +42,24 @@ A prompt marks the subject with ``{}`` (MEMIT's convention) or contains the subj
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from .data.records import EditCase, LangView, RecordError
+from .data.records import RecordError
 from .heads import collect_probe_data, train_probes
 from .hparams import MemitHparams, load_hparams
 from .memat import HeadCorrections, MematHparams, cached_corrections, load_memat_hparams, select_heads
-from .memit import EditRequest, MemitDelta, cached_memit, requests_from_cases
+from .memit import WeightDelta, cached_memit
 from .models import LoadedModel
 from .pmet import PmetHparams
+from .requests import as_cases, as_requests  # the record parsers live with the request type
 from .stats import layer_stats_for
 
 __all__ = ["MEMAT", "MEMIT", "PMET", "as_cases", "as_requests"]
 
 DEFAULT_PRESET = "gemma3-270m"
-_DEFAULT_KL = EditRequest.__dataclass_fields__["kl_prompts"].default  # ("{} is a",), as EditRequest
-
-
-# --------------------------------------------------------------------------------------------------
-# requests
-# --------------------------------------------------------------------------------------------------
-
-
-def _records(records, prompts, subjects, targets) -> list:
-    lists = {"prompts": prompts, "subjects": subjects, "targets": targets}
-    given = {k: v for k, v in lists.items() if v is not None}
-    if records is not None:
-        if given:
-            raise ValueError(f"pass the requests either as records or as prompts/subjects/targets, not both "
-                             f"(got records and {sorted(given)})")
-        if isinstance(records, (Mapping, EditRequest, EditCase)):
-            return [records]
-        if isinstance(records, (str, bytes)) or not isinstance(records, Sequence):
-            raise TypeError(f"requests: expected a list of dicts, EditRequest or EditCase records, got "
-                            f"{type(records).__name__} {records!r:.80}")
-        return list(records)
-    if not given:
-        raise ValueError("no edit requests: pass records, or prompts=, subjects= and targets=")
-    missing = sorted(set(lists) - set(given))
-    if missing:
-        raise ValueError(f"prompts=, subjects= and targets= go together; missing {missing}")
-    for k, v in given.items():
-        if isinstance(v, (str, bytes)) or not isinstance(v, Sequence):
-            raise TypeError(f"{k}: expected a list (one item per edit), got {type(v).__name__} {v!r:.80}")
-    lengths = {k: len(v) for k, v in given.items()}
-    if len(set(lengths.values())) != 1:
-        raise ValueError(f"prompts, subjects and targets must have one item per edit, got lengths {lengths}")
-    return [{"prompt": p, "subject": s, "target_new": t} for p, s, t in zip(prompts, subjects, targets)]
-
-
-def _string(value: Any, where: str, cid, field: str, *, nested: bool = False) -> str:
-    if nested and isinstance(value, Mapping):  # MEMIT's {"str": "basketball", "id": "Q5372"}
-        if "str" not in value:
-            raise RecordError(where, cid, field, f"a mapping needs the key 'str', got keys {sorted(value)}")
-        value = value["str"]
-    if not isinstance(value, str):
-        hint = " or {\"str\": ...}" if nested else ""
-        raise RecordError(where, cid, field, f"expected a string{hint}, got {type(value).__name__} {value!r:.80}")
-    if not value.strip():
-        raise RecordError(where, cid, field, "is empty")
-    return value
-
-
-def _template(prompt: str, subject: str, where: str, cid, field: str = "prompt") -> str:
-    """``prompt`` with ``{}`` where the subject goes: as given, or with the one occurrence of ``subject``
-    replaced (EasyEdit's prompts hold the subject itself)."""
-    n = prompt.count("{}")
-    if n == 0:
-        k = prompt.count(subject)
-        if k != 1:
-            problem = "does not contain" if k == 0 else f"contains {k} times"
-            raise RecordError(where, cid, field, f"{prompt!r} has no '{{}}' and {problem} the subject {subject!r}; "
-                              "write '{}' where the subject goes")
-        prompt = prompt.replace(subject, "{}")
-    elif n > 1:
-        raise RecordError(where, cid, field, f"{prompt!r} must contain '{{}}' (the subject) exactly once, not {n} times")
-    if "{" in prompt.replace("{}", "") or "}" in prompt.replace("{}", ""):
-        raise RecordError(where, cid, field, f"{prompt!r} has braces other than the one '{{}}' for the subject")
-    return prompt
-
-
-def _kl_prompts(value: Any, where: str, cid) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = (value,)
-    if not isinstance(value, Sequence) or not value:
-        raise RecordError(where, cid, "kl_prompts", f"expected a non-empty list of templates, got {value!r:.80}")
-    out = []
-    for j, t in enumerate(value):
-        t = _string(t, where, cid, f"kl_prompts[{j}]")
-        if t.count("{}") != 1:
-            raise RecordError(where, cid, f"kl_prompts[{j}]", f"{t!r} must contain '{{}}' (the subject) exactly once")
-        out.append(t)
-    return tuple(out)
-
-
-def _prompt_list(value: Any, where: str, cid, field: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str) or not isinstance(value, Sequence):
-        raise RecordError(where, cid, field, f"expected a list of prompts, got {type(value).__name__}")
-    return tuple(_string(p, where, cid, f"{field}[{j}]") for j, p in enumerate(value))
-
-
-def _parse(record: Any, i: int, lang: str) -> tuple[EditRequest, dict]:
-    """One record as an :class:`EditRequest` plus what an :class:`EditCase` needs besides (``target_true``,
-    paraphrase and neighbourhood prompts), checked field by field."""
-    where = f"record {i}"
-    if isinstance(record, EditCase):
-        if lang not in record.langs:
-            raise RecordError(where, record.case_id, "langs", f"no language {lang!r} (has: {sorted(record.langs)})")
-        (req,) = requests_from_cases([record], lang)
-        record = req
-    if isinstance(record, EditRequest):
-        cid = record.case_id
-        subject = _string(record.subject, where, cid, "subject")
-        req = EditRequest(cid, _template(_string(record.prompt, where, cid, "prompt"), subject, where, cid), subject,
-                          _string(record.target_new, where, cid, "target_new"), _kl_prompts(record.kl_prompts, where, cid))
-        return req, {}
-    if not isinstance(record, Mapping):
-        raise RecordError(where, None, "(record)", f"expected a dict, EditRequest or EditCase, got "
-                          f"{type(record).__name__} {record!r:.80}")
-    cid = record.get("case_id", i)
-    rewrite = record.get("requested_rewrite", record)  # a CounterFact record, or the request itself
-    if not isinstance(rewrite, Mapping):
-        raise RecordError(where, cid, "requested_rewrite", f"expected a mapping, got {type(rewrite).__name__}")
-    for name in ("prompt", "subject", "target_new"):
-        if name not in rewrite:
-            raise RecordError(where, cid, name, f"missing (the record has {sorted(rewrite)})")
-    subject = _string(rewrite["subject"], where, cid, "subject")
-    prompt = _template(_string(rewrite["prompt"], where, cid, "prompt"), subject, where, cid)
-    target_new = _string(rewrite["target_new"], where, cid, "target_new", nested=True)
-    kl = _kl_prompts(record["kl_prompts"], where, cid) if "kl_prompts" in record else _DEFAULT_KL
-    extra = {
-        "target_true": _string(rewrite["target_true"], where, cid, "target_true", nested=True)
-        if rewrite.get("target_true") is not None else "",
-        "paraphrase_prompts": _prompt_list(record.get("paraphrase_prompts"), where, cid, "paraphrase_prompts"),
-        "neighborhood_prompts": _prompt_list(record.get("neighborhood_prompts"), where, cid, "neighborhood_prompts"),
-    }
-    return EditRequest(cid, prompt, subject, target_new, kl), extra
-
-
-def as_requests(records=None, *, prompts=None, subjects=None, targets=None, lang: str = "en") -> list[EditRequest]:
-    """Edit requests from records (dicts in the MEMIT format, :class:`EditRequest`, :class:`EditCase` in
-    ``lang``; one record alone is a list of one) or from the lists ``prompts``, ``subjects`` and ``targets``.
-    A dict's ``case_id`` defaults to its index. Raises :class:`~memat.data.records.RecordError` naming the
-    record's index and the field."""
-    return [_parse(r, i, lang)[0] for i, r in enumerate(_records(records, prompts, subjects, targets))]
-
-
-def as_cases(records=None, *, prompts=None, subjects=None, targets=None, lang: str = "en") -> list[EditCase]:
-    """:class:`EditCase` records (what :func:`memat.evaluate.evaluate_cases` and MEMAT's training read) from
-    the same inputs as :func:`as_requests`; an :class:`EditCase` is kept as it is (all its languages). A
-    dict's view in ``lang`` takes ``target_true`` (a string or ``{"str": ...}``, needed for evaluation),
-    ``paraphrase_prompts`` and ``neighborhood_prompts`` (complete prompts) when it has them."""
-    out = []
-    for i, r in enumerate(_records(records, prompts, subjects, targets)):
-        if isinstance(r, EditCase):
-            _parse(r, i, lang)  # check the view that will be edited
-            out.append(r)
-            continue
-        req, extra = _parse(r, i, lang)
-        view = LangView(req.subject, extra.get("target_true", ""), req.target_new, req.prompt,
-                        paraphrase_prompts=extra.get("paraphrase_prompts", ()),
-                        neighborhood_prompts=extra.get("neighborhood_prompts", ()), kl_prompts=req.kl_prompts)
-        out.append(EditCase(req.case_id, {lang: view}, source="memat.api"))
-    return out
 
 
 def _check_lm(lm) -> None:
@@ -271,8 +123,8 @@ class MEMIT:
 
     def edit(self, lm: LoadedModel, requests=None, *, prompts=None, subjects=None, targets=None, lang: str | None = None,
              stats: dict[int, torch.Tensor] | None = None, n_samples: int | None = None, corpus: str | None = None,
-             source_dir=None, cache: bool | None = None, progress: bool | None = None) -> MemitDelta:
-        """The edit of ``requests`` (see :func:`as_requests`) as a :class:`~memat.memit.MemitDelta`; ``lm`` is
+             source_dir=None, cache: bool | None = None, progress: bool | None = None) -> WeightDelta:
+        """The edit of ``requests`` (see :func:`as_requests`) as a :class:`~memat.memit.WeightDelta`; ``lm`` is
         left as it was. ``stats`` (``{layer: E[k k^T]}``) skips the key statistics, else they are computed
         by :meth:`key_stats` (``n_samples``, ``corpus``, ``source_dir``)."""
         _check_lm(lm)
@@ -343,7 +195,7 @@ class MEMAT:
         hp = self.hparams
         return f"MEMAT(k={hp.k}, lr={hp.lr}, langs={self.langs}, {hp.description or 'no description'!r})"
 
-    def fit(self, lm: LoadedModel, delta: MemitDelta | None, requests=None, *, heads: Sequence[tuple[int, int]],
+    def fit(self, lm: LoadedModel, delta: WeightDelta | None, requests=None, *, heads: Sequence[tuple[int, int]],
             prompts=None, subjects=None, targets=None, langs: Sequence[str] | None = None, contexts=None,
             cache: bool | None = None, progress: bool | None = None) -> HeadCorrections:
         """Train one correction per head of ``heads`` (``(layer, head)`` pairs, e.g. from
@@ -351,7 +203,7 @@ class MEMAT:
         :class:`EditCase` carry one language, ``langs[0]``) with ``delta`` applied (None: the model as it
         is). Returns :class:`~memat.memat.HeadCorrections`; apply them with ``corrections.applied(lm)``."""
         _check_lm(lm)
-        if delta is not None and not isinstance(delta, MemitDelta):
+        if delta is not None and not isinstance(delta, WeightDelta):
             raise TypeError(f"delta: expected a MemitDelta (MEMIT.edit) or None, got {type(delta).__name__}")
         langs = self.langs if langs is None else _langs(langs)
         cases = as_cases(requests, prompts=prompts, subjects=subjects, targets=targets, lang=langs[0])
@@ -368,7 +220,7 @@ class MEMAT:
         self.last_log = log
         return corr
 
-    def locate_heads(self, lm: LoadedModel, delta: MemitDelta | None, cases, lang: str, *, k: int | None = None,
+    def locate_heads(self, lm: LoadedModel, delta: WeightDelta | None, cases, lang: str, *, k: int | None = None,
                      refine: bool = True, kinds: Sequence[str] = ("rewrite",), seed: int = 0) -> list[tuple[int, int]]:
         """The ``k`` heads (default ``hparams.k``) whose outputs best tell the new target from the true one in
         ``lang`` with ``delta`` applied (the paper's per-head probes: :func:`memat.heads.collect_probe_data`,

@@ -61,7 +61,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -72,10 +72,11 @@ from tqdm.auto import tqdm
 
 from .cache import cached, check_key, content_key, tensors_key
 from .corrections import FORMAT, HeadCorrections, _check_heads, select_heads  # noqa: F401 - re-exported (moved)
-from .data.records import EditCase, target_continuation
-from .forward import encode, hidden_at_final_norm, token_ids
+from .data.records import EditCase
+from .forward import encode, hidden_at_final_norm
 from .hparams import HparamsError, check_types, load_hparams
 from .models import LoadedModel
+from .requests import Rows, context_templates, fill, request_of, tokenize_request
 
 __all__ = [
     "AUTHOR_CODE_DEPARTURES",
@@ -200,31 +201,8 @@ def norm_penalty(vectors: torch.Tensor, head_norms: torch.Tensor, lambda_omega: 
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class TrainRows:
-    """The sequences of one mini-batch and what the loss reads from them.
-
-    Items are the (case, language) pairs of the mini-batch; every row belongs to one item and is either a
-    rewrite row (prefix + rewrite prompt + target[:-1], teacher-forced) or a KL row (a ``kl_prompts``
-    entry with the subject). ``positions[r]`` is where the correction is added in row ``r`` (a real token).
-    """
-
-    seqs: list[list[int]] = field(default_factory=list)
-    positions: list[int] = field(default_factory=list)
-    item_of_row: list[int] = field(default_factory=list)
-    items: list[tuple[object, str]] = field(default_factory=list)  # (case_id, lang)
-    texts: list[str] = field(default_factory=list)
-    nll_rows: list[int] = field(default_factory=list)
-    kl_rows: list[int] = field(default_factory=list)
-    tgt_row: list[int] = field(default_factory=list)  # one entry per target token
-    tgt_pos: list[int] = field(default_factory=list)
-    tgt_id: list[int] = field(default_factory=list)
-
-
-def _fill(template: str, text: str) -> str:
-    if template.count("{}") != 1:
-        raise ValueError(f"template must contain '{{}}' exactly once: {template!r}")
-    return template.replace("{}", text)
+#: The rows of one mini-batch (:class:`memat.requests.Rows`, built by :func:`training_rows`).
+TrainRows = Rows
 
 
 def training_rows(
@@ -234,50 +212,24 @@ def training_rows(
     contexts: Mapping[str, Sequence[str]],
     train_position: str = "prompt_last",
 ) -> TrainRows:
-    """Rows of eq. 12 for ``cases`` x ``langs``: one rewrite row per context of the language, one row per
-    KL prompt. Token ids follow :func:`memat.heads.sentence_tokens` (prompt with BOS, then the target
-    continuation without special tokens)."""
-    tok = lm.tokenizer
-    r = TrainRows()
-    for c in cases:
-        for lang in langs:
-            v = c[lang]
-            item = len(r.items)
-            r.items.append((c.case_id, lang))
-            prompt = _fill(v.rewrite_prompt, v.subject)
-            for ctx in contexts[lang]:
-                text = _fill(ctx, prompt)
-                p = token_ids(tok, text)
-                t = token_ids(tok, target_continuation(text, v.target_new), bos=False)
-                if not t:
-                    raise ValueError(f"case_id={c.case_id} ({lang}): target_new {v.target_new!r} tokenises to nothing")
-                row = len(r.seqs)
-                seq = p + t[:-1]
-                for j, tid in enumerate(t):
-                    r.tgt_row.append(row)
-                    r.tgt_pos.append(len(p) - 1 + j)
-                    r.tgt_id.append(tid)
-                r.seqs.append(seq)
-                r.positions.append(len(p) - 1 if train_position == "prompt_last" else len(seq) - 1)
-                r.item_of_row.append(item)
-                r.texts.append(text + target_continuation(text, v.target_new))
-                r.nll_rows.append(row)
-            for kp in v.kl_prompts:
-                text = _fill(kp, v.subject)
-                ids = token_ids(tok, text)
-                r.kl_rows.append(len(r.seqs))
-                r.seqs.append(ids)
-                r.positions.append(len(ids) - 1)
-                r.item_of_row.append(item)
-                r.texts.append(text)
-    return r
+    """Rows of eq. 12 for ``cases`` x ``langs`` (items: the (case_id, lang) pairs, case by case): one rewrite
+    row per context of the language (prefix + rewrite prompt + target[:-1], teacher-forced), one row per KL
+    prompt; ``positions[r]`` is where the correction is added in row ``r`` (a real token: ``train_position``
+    in rewrite rows, the last token in KL rows). Token ids follow :func:`memat.heads.sentence_tokens`
+    (prompt with BOS, then the target continuation of the full text without special tokens).
+
+    These are MEMIT's rows (:func:`memat.requests.build_rows`) of the cases' requests in each language, with
+    the correction's position instead of the subject's last token and the target's leading space decided
+    by the filled text."""
+    items = [(c, lang) for c in cases for lang in langs]
+    tokens = [tokenize_request(lm.tokenizer, request_of(c, lang), contexts[lang], train_position, "text",
+                               name=f"case_id={c.case_id} ({lang})") for c, lang in items]
+    return Rows.join(tokens, [(c.case_id, lang) for c, lang in items])
 
 
 def correction_contexts(lm: LoadedModel, langs: Sequence[str], hp: MematHparams) -> dict[str, list[str]]:
     """The training contexts of each language: R generated prefixes ``"<text>. {}"`` (seeded,
     :func:`memat.memit.context_templates` on the model as it is), plus ``"{}"`` if ``hp.bare_prompt``."""
-    from .memit import context_templates
-
     out = {}
     for lang in langs:
         gen = context_templates(lm, lang, ((hp.prefix_len, hp.n_prefixes),), seed=hp.seed)[1:] if hp.n_prefixes else []
@@ -439,7 +391,7 @@ def train_corrections(
     contexts = {lg: [str(c) for c in contexts[lg]] for lg in langs}
     for lg, cs in contexts.items():
         for c in cs:
-            _fill(c, "")
+            fill(c, "")
 
     vec = torch.zeros(K, d, dtype=torch.float32, device=lm.device)
     if init is not None:

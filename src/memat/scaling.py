@@ -389,17 +389,15 @@ def measured_memit(lm, cases, hp, stats, lang: str, refresh: bool = False, root=
     keyed by :func:`memat.memit.memit_cache_key`: model weights, device, dtype, hyperparameters, requests,
     language and statistics). Returns ``(delta, record, fresh)``."""
     from . import memit
-    from .data.records import EditCase
+    from .requests import resolve_requests
 
-    requests = list(cases)
-    if requests and isinstance(requests[0], EditCase):
-        requests = memit.requests_from_cases(requests, lang)
+    requests = resolve_requests(cases, lang, "measured_memit")
     key = memit.memit_cache_key(lm, requests, hp, lang, 0, memit.stats_key(stats))
     return measured_cache(
         "memit", key,
         compute=lambda: memit.cached_memit(lm, requests, hp, stats, lang, progress=False, cache=False),
         save=lambda d, p: d.save(p),
-        load=lambda p: memit.MemitDelta.load(p, device=lm.device),
+        load=lambda p: memit.WeightDelta.load(p, device=lm.device),
         device=lm, refresh=refresh, root=root,
     )
 
