@@ -109,7 +109,6 @@ NOT_TRANSCRIBED: dict[str, str] = {
     "Fig. 4": "metrics against the number of edits (only the cost sentence is transcribed)",
     "Fig. 10": "ITI ablation",
     "Figs. 5/6": "learning-rate sweeps of MEMIT and PMET",
-    "§10 Limitations": "no experiment: the paper's Limitations ask for languages beyond English and Catalan",
 }
 
 

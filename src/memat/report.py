@@ -1087,50 +1087,6 @@ def _judge_lr(ctx: Context) -> Verdict:
     return Verdict(status, "; ".join(parts) + " (holds when HM moves by at least 5 points across the grid)")
 
 
-# --------------------------------------------------------------------------- notebook 08: many languages
-F8 = "08_many_languages"
-_VERDICT_STATUS = {"holds": HOLDS, "does not hold": FAILS, "holds in part": PARTLY, CANNOT_TELL: CANNOT_TELL}
-
-
-def _build_languages(ctx: Context) -> list[str]:
-    d = ctx[F8]
-    p = d["parameters"]
-    lines = ctx.figure("fig_many_languages_transfer.png", "(ours) transfer gain per language against its share of J = 1 subjects")
-    lines += ctx.figure("fig_many_languages_memat.png", "(ours) MEMAT − MEMIT per language, corrections trained in the edit language only")
-    prof = {r["lang"]: r for r in d["profile"]}
-    lines += [f"MEMIT in {_lang(p['EDIT_LANG'])} on {fmt(len(d['dataset']['case_ids']), 'count')} BMIKE-53 facts, the same in "
-              f"every language; transfer gain = edited − unedited, MEMAT gain = MEMAT-{fmt(p['K'], 'count')} − MEMIT, "
-              "both paired over cases (mean ± 95% interval, points):", ""]
-
-    def cell(rows, lang, metric):
-        r = where(rows, lang=lang, metric=metric)
-        return pm(r[0]["mean"], r[0]["ci"]) if r else "—"
-
-    langs = list(dict.fromkeys(r["lang"] for r in d["transfer"]))
-    lines += md_table(["lang", "script", "share J = 1 (%)", "ES gain", "EM gain", "MEMAT ES", "MEMAT EM"],
-                      [[l, prof[l]["script"], fmt(prof[l]["share_j1"], "frac"), cell(d["transfer"], l, "ES"),
-                        cell(d["transfer"], l, "EM"), cell(d["memat_gain"], l, "ES"), cell(d["memat_gain"], l, "EM")]
-                       for l in langs])
-    lines += ["", "Pooled over the other languages, J = 1 against J <= 0.5 ((case, language) units; gain in points):", ""]
-    lines += md_table(["metric", "n J = 1", "n J <= 0.5", "difference", "interval", "detectable", "reading"],
-                      [[r["metric"], fmt(r["n_j1"], "count"), fmt(r["n_low"], "count"), fmt(r["diff"]),
-                        f"[{fmt(r['lo'])}, {fmt(r['hi'])}]", fmt(r["mde"]), r["at_this_n"]] for r in d["pooled"]])
-    reg = d["regression"]
-    lines += ["", f"Logistic regression of per-prompt transfer success ({fmt(reg['n_prompts'], 'count')} prompts; "
-              "log-odds, bootstrap interval over cases):", ""]
-    lines += md_table(["term", "coefficient", "interval"],
-                      [[r["term"], fmt(r["coef"], "g"), f"[{fmt(r['lo'], 'g')}, {fmt(r['hi'], 'g')}]"]
-                       for r in reg["coefficients"]])
-    return lines + [""]
-
-
-def _judge_languages(key: str) -> Callable[[Context], Verdict]:
-    def judge(ctx: Context) -> Verdict:
-        v = ctx[F8]["verdicts"][key]
-        return Verdict(_VERDICT_STATUS.get(v["verdict"], UNMEASURED), v["statement"])
-    return judge
-
-
 # --------------------------------------------------------------------------- the registry
 SECTIONS: list[Section] = [
     Section("dataset", "Fig. 7 — the bilingual English/Catalan CounterFact", "Fig. 7",
@@ -1173,14 +1129,6 @@ SECTIONS: list[Section] = [
         Claim("the learning rate of the target optimisation matters for MEMIT and PMET (the paper tunes it)",
               _judge_lr),
     )),
-    Section("languages", "Beyond English and Catalan — many languages (§10 Limitations)", "§10 Limitations", (F8,),
-            _build_languages, claims=(
-                Claim("Fig. 1's finding holds beyond English and Catalan: an edit transfers better to a language "
-                      "whose subject keeps the edit language's tokens (J = 1) than to one where it does not "
-                      "(J <= 0.5) (a question §10 leaves open)", _judge_languages("tokenisation")),
-                Claim("MEMAT 'benefits languages not included in the training data' (abstract): corrections trained "
-                      "in the edit language only, evaluated in every other language", _judge_languages("memat_unseen_languages")),
-            )),
 ]
 
 
