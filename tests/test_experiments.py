@@ -131,6 +131,20 @@ def test_magnitude_verdict_counts_only_significant_cross_lingual_cells(cross, ve
     assert {"setting": "CC", "lang": "ca", "metric": "EM", "mean": -30.0, "ci": 1.0} in out["significant_losses"]
 
 
+def test_magnitude_verdict_reads_edit_languages_from_the_setting_names():
+    from memat.experiments import magnitude_verdict
+
+    rows = [_gain("CC", "en", "EM", 5.0), _gain("CE", "en", "PM", -5.0), _gain("EE", "ca", "EM", 5.0),
+            _gain("CE*", "ca", "PM", 5.0), _gain("CE*", "en", "EM", 0.0)]
+    assert magnitude_verdict(rows, None, "tiny", 24) == magnitude_verdict(rows, EDIT_LANG, "tiny", 24)
+    # C and E stand for the run's languages
+    es = [dict(r, lang={"ca": "es"}.get(r["lang"], r["lang"])) for r in rows]
+    out = magnitude_verdict(es, None, "tiny", 24, langs=("es", "en"))
+    assert out["cross_lingual_tests"] == 4 and out["cross_lingual_gains"] == 2
+    with pytest.raises(ValueError, match=r"setting 'CX': expected two letters"):
+        magnitude_verdict([_gain("CX", "ca", "EM", 1.0)], None, "tiny", 24)
+
+
 def test_magnitude_verdict_bad_input_names_the_problem():
     from memat.experiments import magnitude_verdict
 

@@ -368,3 +368,88 @@ def test_language_gain_scatter(frames):
         language_gain_scatter(t.drop(columns="script"))
     with pytest.raises(ValueError, match="none of the metrics"):
         language_gain_scatter(t, metrics=("NS",))
+
+
+# --------------------------------------------------------------------------- notebook 08's steps
+def test_resolve_langs():
+    from memat.data import BMIKE53_LANGS
+    from memat.multilang import resolve_langs
+
+    assert resolve_langs(["de", "en", "de", "zh"], "en") == ["en", "de", "zh"]
+    assert resolve_langs(["en", "zh"], "de") == ["de", "en", "zh"]
+    every = resolve_langs("all", "en")
+    assert every[0] == "en" and sorted(every) == sorted(["en", *BMIKE53_LANGS]) and len(every) == len(BMIKE53_LANGS) + 1
+    with pytest.raises(ValueError, match=r"no BMIKE-53 file for \['xx'\]; available: .*\bzh\b"):
+        resolve_langs(["de", "xx"])
+    with pytest.raises(ValueError, match="'all'"):
+        resolve_langs("every")
+    with pytest.raises(ValueError, match="besides the edit language"):
+        resolve_langs(["en"], "en")
+
+
+def test_heads_for_reads_notebook_03s_map():
+    from memat.heads import ProbeResult
+    from memat.multilang import heads_for
+
+    acc = np.zeros((3, 2))
+    acc[2, 1], acc[0, 0], acc[1, 1] = 0.9, 0.8, 0.7
+    pr = ProbeResult(accuracy=acc, train_accuracy=acc, layers=[0, 1, 2], n_train=10, n_val=4, seed=0)
+    r03 = {"probes": {"en->en": {"refined": pr.to_dict(), "all": pr.to_dict()}}}
+    assert heads_for(r03, "en", "refined", 2) == [(2, 1), (0, 0)]
+    with pytest.raises(ValueError, match=r"no probe map 'de->de' \(maps: \['en->en'\]\)"):
+        heads_for(r03, "de", "refined", 2)
+    with pytest.raises(ValueError, match="HEAD_SET"):
+        heads_for(r03, "en", "best", 2)
+
+
+def test_many_language_verdicts(frames):
+    from memat.multilang import many_language_verdicts
+
+    edited, unedited, overlap = frames
+    transfer = transfer_by_language(edited, unedited, overlap)
+    pooled = transfer_by_jaccard_group(edited, unedited, overlap, n_boot=0)
+    reg = {"coefficients": pd.DataFrame([{"term": "jaccard", "coef": 1.2, "lo": 0.1, "hi": 2.0}]), "n_prompts": 8}
+    gain = memat_gain_by_language(edited, unedited, overlap)
+    v = many_language_verdicts(transfer, pooled, reg, gain, "en", "tiny", 4)
+    es = pooled.set_index("metric").loc["ES"]
+    tok = v["tokenisation"]
+    assert tok["diff"] == pytest.approx(es["diff"]) and tok["verdict"] in ("holds", "does not hold", CANNOT_TELL)
+    expected = {"differs": "holds" if es["diff"] > 0 else "does not hold", CANNOT_TELL: CANNOT_TELL}.get(es["at_this_n"], "does not hold")
+    assert tok["verdict"] == expected
+    assert "+1.20 log-odds [+0.10, +2.00] over 8 prompts" in tok["statement"]
+    mv = v["memat_unseen_languages"]
+    # the edit language's own rows never count: only de and ru are cross-lingual here
+    assert mv["magnitude_verdict"]["cross_lingual_tests"] == len(gain[(gain.lang != "en") & gain.metric.isin(["EM", "PM"])])
+    assert mv["verdict"] in ("holds", "does not hold", "holds in part", CANNOT_TELL)
+    # every interval containing 0 with a detectable difference above the reference effect: cannot tell
+    wide = gain.assign(lo=-50.0, hi=50.0, mde=60.0, mean=0.0, ci=50.0)
+    assert many_language_verdicts(transfer, pooled, reg, wide, "en", "tiny", 4)["memat_unseen_languages"]["verdict"] == CANNOT_TELL
+
+
+def test_target_continuation_without_space_after_cjk():
+    from memat.data.records import target_continuation
+
+    assert target_continuation("问题：斯派克·休斯来自哪里？\n答案：", "伦敦") == "伦敦"
+    assert target_continuation("質問：どこ？\n回答：", "ロンドン") == "ロンドン"
+    assert target_continuation("東京の", "首都") == "首都"
+    assert target_continuation("질문: 어디?\n답변:", "런던") == " 런던"
+    assert target_continuation("Answer:", "London") == " London"
+    assert target_continuation("", "London") == " London"
+
+
+def test_load_bmike53_languages_on_the_real_files():
+    import os
+    from pathlib import Path
+
+    from memat.multilang import load_bmike53_languages
+
+    shared = Path(os.environ.get("MEMAT_DATA_SOURCE") or Path(__file__).resolve().parents[2] / "shared" / "data")
+    if not (shared / "bmike53_counterfact").is_dir():
+        pytest.skip(f"{shared / 'bmike53_counterfact'} missing (set MEMAT_DATA_SOURCE)")
+    cases, skips = load_bmike53_languages(["en", "he", "zh"], source_dir=shared)
+    assert list(skips.lang) == ["he", "zh"] and set(skips.common) == {len(cases)}
+    assert 0 < len(cases) <= skips.loaded.min()
+    assert skips.set_index("lang").loc["he", "missing_language"] == 17  # SOURCE.md: 17 Hebrew records lack their part
+    assert all(set(c.langs) == {"en", "he", "zh"} for c in cases)
+    with pytest.raises(ValueError, match="besides English"):
+        load_bmike53_languages(["en"], source_dir=shared)

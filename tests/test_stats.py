@@ -284,3 +284,24 @@ def test_too_few_lines_warns(cache):
     lm = make_tiny_model("llama")
     with pytest.warns(UserWarning, match="only 20 usable lines"):
         layer_stats(lm, [0], corpus, "en", n_samples=50, max_len=8, progress=False)
+
+
+def test_layer_stats_for_passes_the_hparams_recipe(monkeypatch):
+    """layer_stats_for is layer_stats with the hparams' layers, corpus of the language, sample count, length
+    and dtype (what every notebook wrote out in eight arguments); overrides and errors name the option."""
+    from memat import stats
+    from memat.hparams import MemitHparams
+
+    calls = []
+    monkeypatch.setattr(stats, "layer_stats", lambda *a, **k: calls.append((a, k)) or {"ok": True})
+    hp = MemitHparams(layers=[1, 2], mom2_corpus={"en": "wikitext2", "ca": "catalan_cc0"}, mom2_n_samples=7,
+                      mom2_max_len=32, mom2_dtype="float64")
+    assert stats.layer_stats_for("LM", hp, "ca", source_dir="/x") == {"ok": True}
+    assert calls[-1] == (("LM", [1, 2], "catalan_cc0", "ca", 7),
+                         {"max_len": 32, "dtype": "float64", "use_cache": True, "source_dir": "/x", "progress": True})
+    stats.layer_stats_for("LM", hp, "en", corpus="my.txt", n_samples=3, use_cache=False, progress=False)
+    assert calls[-1][0] == ("LM", [1, 2], "my.txt", "en", 3) and calls[-1][1]["use_cache"] is False
+    with pytest.raises(ValueError, match=r"no key-statistics corpus for language 'de'.*\['ca', 'en'\]"):
+        stats.layer_stats_for("LM", hp, "de")
+    with pytest.raises(ValueError, match="n_samples must be a positive int"):
+        stats.layer_stats_for("LM", hp, "en", n_samples=0)

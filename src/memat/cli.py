@@ -9,13 +9,18 @@ to the subparsers object and sets ``func`` (the handler, ``(args) -> int``) as a
 
     SUBCOMMANDS["model"] = _add_model
 
-Handlers import what they need lazily so that ``memat data`` never imports torch.
+``memat report`` and ``memat reproduce`` are defined beside their code (``add_subcommand`` and
+``run_command`` of :mod:`memat.report` and :mod:`memat.reproduce`, which ``python -m memat.report`` /
+``python -m memat.reproduce`` use too), so that neither imports this module back. The other handlers
+import what they need lazily; no module imported here imports torch, so ``memat data`` never does.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from typing import Callable, Sequence
+
+from . import report, reproduce
 
 AddParser = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -147,83 +152,14 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------- memat report
-def _add_report(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser(
-        "report",
-        help="build paper.md (the paper as this package reproduces it) from results/*.json and figures/",
-        description=(
-            "Write paper.md: for each figure and table of the paper, our figure, tables computed from "
-            "results/*.json, the published numbers beside ours (memat.published), the setting of our run, "
-            "and which of the paper's claims hold on our model. Sections whose results are missing say "
-            "'not run yet'. A section whose results also exist as results/<name>_full.json (the larger run "
-            "of configs/reproduce/cpu-full.yaml) shows both runs and judges its claims on the full one. "
-            "Same inputs, same bytes; written atomically."
-        ),
-    )
-    p.add_argument("--out", default=None, help="output file (default: <project>/paper.md)")
-    p.add_argument("--results-dir", default=None, help="results folder (default: <project>/results)")
-    p.add_argument("--figures-dir", default=None, help="figures folder (default: <project>/figures)")
-    p.add_argument("--suffix", default="", help="results of another run: results/<name><SUFFIX>.json (e.g. _aguila)")
-    p.add_argument("--stdout", action="store_true", help="print the report instead of writing it")
-    p.set_defaults(func=_cmd_report)
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import build_report, write_report
-
-    if args.stdout:
-        sys.stdout.write(build_report(results_dir=args.results_dir, figures_dir=args.figures_dir, suffix=args.suffix))
-        return 0
-    out = write_report(args.out, results_dir=args.results_dir, figures_dir=args.figures_dir, suffix=args.suffix)
-    print(f"wrote {out}")
-    return 0
-
-
-# --------------------------------------------------------------------------- memat reproduce
-def _add_reproduce(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser(
-        "reproduce",
-        help="run the notebooks in order with papermill into runs/ (resumable), then rebuild paper.md",
-        description=(
-            "Run the notebooks of a reproduce config in order, each only if its code, parameters, the memat "
-            "package or its inputs changed since its last successful run (stamps in <runs_dir>/.stamps), "
-            "then rebuild the report. A failing notebook stops the run and is left executed in runs/."
-        ),
-    )
-    p.add_argument("--config", default="configs/reproduce/cpu.yaml",
-                   help="reproduce config (default: configs/reproduce/cpu.yaml; paper scale: configs/reproduce/paper.yaml)")
-    p.add_argument("--plan", action="store_true", help="only print which notebooks would run and why")
-    p.add_argument("--force", action="store_true", help="run the (selected) notebooks even if up to date")
-    p.add_argument("--only", action="append", metavar="NAME", default=None,
-                   help="consider only this notebook (repeatable); with --force, re-run just it")
-    p.add_argument("--no-report", action="store_true", help="do not rebuild the report at the end")
-    p.set_defaults(func=_cmd_reproduce)
-
-
-def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import ConfigError, NotebookFailed, load_config, reproduce
-
-    try:
-        config = load_config(args.config)
-        reproduce(config, force=args.force, only=args.only, plan_only=args.plan, report=not args.no_report)
-    except ConfigError as exc:
-        print(f"memat reproduce: {exc}", file=sys.stderr)
-        return 2
-    except NotebookFailed as exc:
-        print(f"memat reproduce: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
 # --------------------------------------------------------------------------- entry point
 #: Subcommand name -> function adding its parser (and ``func`` default) to the subparsers.
 SUBCOMMANDS: dict[str, AddParser] = {
     "data": _add_data,
     "model": _add_model,
     "build": _add_build,
-    "report": _add_report,
-    "reproduce": _add_reproduce,
+    "report": report.add_subcommand,
+    "reproduce": reproduce.add_subcommand,
 }
 
 

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from .data.records import EditCase, target_continuation
 from .forward import encode, hidden_at_final_norm, token_ids
 from .hooks import Trace
+from .interventions import Intervention, applied_all
 from .models import LoadedModel
 from .power import detectable_difference, paired_se, wilson_interval
 
@@ -398,11 +399,16 @@ def evaluate_cases(
     max_neighborhood: int | None = None,
     method: str = "shared",
     cache: bool | str = "auto",
+    interventions: Sequence[Intervention | None] = (),
 ) -> pd.DataFrame:
     """One row per (case, language, prompt type, prompt): NLLs, probabilities, success and accuracy.
 
     ``method`` and ``cache``: see :func:`score_continuations` (scores of a model without hooks are kept
     on disk, keyed by its weights and the prompts, so the unedited model is scored once for all notebooks).
+
+    ``interventions``: weight deltas, head corrections, ITI shifts (:class:`memat.interventions.Intervention`)
+    applied around the scoring in the order given and removed afterwards (:func:`memat.interventions.applied_all`);
+    the same as scoring inside ``with a.applied(lm), b.applied(lm):``. Default none: the model as it is.
 
     ``max_neighborhood`` keeps only the first that many neighbourhood prompts of each case and language
     (CounterFact has 10; they are most of the scoring time). ``None`` keeps them all."""
@@ -426,7 +432,8 @@ def evaluate_cases(
                     meta.append((c.case_id, lang, kind, k))
                     pairs.append((p_new, v.target_new))
                     pairs.append((p_true, true_target))
-    nll, acc = score_continuations(lm, pairs, batch_size, progress, method=method, cache=cache)
+    with applied_all(lm, interventions):
+        nll, acc = score_continuations(lm, pairs, batch_size, progress, method=method, cache=cache)
     df = pd.DataFrame(meta, columns=["case_id", "lang", "kind", "prompt_idx"])
     df["nll_new"], df["nll_true"] = nll[0::2], nll[1::2]
     df["acc_new"], df["acc_true"] = acc[0::2], acc[1::2]

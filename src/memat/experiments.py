@@ -15,10 +15,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .data.loaders import subject_jaccard
+from .data.jaccard import jaccard_group, subject_jaccard  # jaccard_group re-exported: the notebooks call it
 from .data.records import EditCase
 from .io import atomic_path
 from .paths import project_root  # re-exported: the notebooks call experiments.project_root()
+from .settings import DEFAULT_LANGS, Setting
 
 __all__ = [
     "project_root",
@@ -33,6 +34,7 @@ __all__ = [
     "metric_rows",
     "wide_table",
     "magnitude_verdict",
+    "Setting",
 ]
 
 
@@ -93,15 +95,6 @@ def write_results(name: str, payload: dict) -> Path:
     text = json.dumps(to_jsonable(payload), indent=1, sort_keys=False, ensure_ascii=False)
     _atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
     return path
-
-
-def jaccard_group(j: float) -> str:
-    """The groups of the paper's Fig. 1: identical subject tokens, or at most half shared."""
-    if j == 1.0:
-        return "J=1"
-    if j <= 0.5:
-        return "J<=0.5"
-    return "0.5<J<1"
 
 
 def jaccard_table(cases: Sequence[EditCase], l1: str, l2: str, tokenizer) -> pd.DataFrame:
@@ -177,12 +170,14 @@ def wide_table(rows: Sequence[dict] | pd.DataFrame, index: Sequence[str], metric
     return out[cols]
 
 
-def magnitude_verdict(gains: Sequence[dict] | pd.DataFrame, edit_lang: Mapping[str, str], model: str,
-                      n_cases: int, metrics: Sequence[str] = ("EM", "PM")) -> dict:
+def magnitude_verdict(gains: Sequence[dict] | pd.DataFrame, edit_lang: Mapping[str, str] | None, model: str,
+                      n_cases: int, metrics: Sequence[str] = ("EM", "PM"), *,
+                      langs: Sequence[str] = DEFAULT_LANGS) -> dict:
     """Whether MEMAT's magnitude gains appear, from paired per-case differences MEMAT - MEMIT.
 
     ``gains``: long rows ``{setting, lang, metric, mean, ci}`` (:func:`memat.evaluate.paired_difference`
-    per setting); ``edit_lang`` maps each setting (``"CE"``, ``"CE*"``) to its edit language. A difference
+    per setting); ``edit_lang`` maps each setting (``"CE"``, ``"CE*"``) to its edit language, or is ``None``:
+    read from the setting names (:meth:`memat.settings.Setting.parse`, C and E standing for ``langs``). A difference
     is significant when its interval excludes 0. The claim is about the language other than the edit's
     (cross-lingual cells): the gains *appear* when at least half of those cells are significantly positive
     and none significantly negative, *do not appear* when no more are significantly positive than negative,
@@ -191,6 +186,8 @@ def magnitude_verdict(gains: Sequence[dict] | pd.DataFrame, edit_lang: Mapping[s
     missing = {"setting", "lang", "metric", "mean", "ci"} - set(df.columns)
     if missing:
         raise ValueError(f"magnitude_verdict: gains lack columns {sorted(missing)}")
+    if edit_lang is None:
+        edit_lang = {name: Setting.parse(name, langs).edit_lang for name in dict.fromkeys(df.setting)}
     unknown = sorted(set(df.setting) - set(edit_lang))
     if unknown:
         raise ValueError(f"magnitude_verdict: no edit language for settings {unknown}")

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .data.records import EditCase, target_continuation
 from .forward import encode, token_ids
-from .hooks import StopForward, get_module
+from .hooks import StopForward
 from .models import LoadedModel
 
 __all__ = [
@@ -121,31 +121,22 @@ def head_outputs(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
-    names = [lm.name_of("attn_out", l) for l in layers]
-    modules = [get_module(lm.model, nm) for nm in names]
-    deepest = max(range(len(layers)), key=lambda j: layers[j])
     out = torch.zeros((n, len(layers), H, d), dtype=torch.float32)
     order = sorted(range(n), key=lambda i: len(seqs[i]))
     state: dict = {}
+    slot = {l: j for j, l in enumerate(layers)}
 
-    def make_hook(j: int):
-        def pre(m, args, kwargs):
-            x = args[0] if args else kwargs["hidden_states"]
-            if x.shape[-1] != H * d:
-                raise RuntimeError(
-                    f"{names[j]}: input has {x.shape[-1]} features, expected n_heads * head_dim = {H} * {d} = {H * d}"
-                )
-            rows = torch.arange(x.shape[0], device=x.device)
-            state["acts"][j] = x[rows, state["pos"].to(x.device)].detach().float().cpu().view(-1, H, d)
-            if j == deepest:
-                raise StopForward()
+    def read(x: torch.Tensor, layer: int) -> torch.Tensor:
+        if x.shape[-1] != H * d:
+            raise RuntimeError(
+                f"{lm.head_site_name(layer)}: input has {x.shape[-1]} features, expected n_heads * head_dim = {H} * {d} = {H * d}"
+            )
+        rows = torch.arange(x.shape[0], device=x.device)
+        state["acts"][slot[layer]] = lm.split_heads(x[rows, state["pos"].to(x.device)].detach().float().cpu())
+        return x
 
-        return pre
-
-    handles = []
-    try:
-        for j, m in enumerate(modules):
-            handles.append(m.register_forward_pre_hook(make_hook(j), with_kwargs=True))
+    # one input-reading hook per layer; the pass stops once the deepest layer's heads have been read
+    with lm.trace_heads(layers, edit=read, stop=True):
         for s in tqdm(range(0, n, batch_size), desc="head outputs", disable=not progress, leave=False):
             idx = order[s : s + batch_size]
             b = encode(tok, [seqs[i] for i in idx], lm.device)
@@ -159,9 +150,6 @@ def head_outputs(
             if missing:
                 raise RuntimeError(f"the attention output projection of layers {missing} never ran")
             out[torch.tensor(idx)] = torch.stack(state["acts"], 1)
-    finally:
-        for h in handles:
-            h.remove()
     return out
 
 

@@ -70,6 +70,11 @@ class Trace(contextlib.AbstractContextManager):
         edit_input: ``fn(input, layer_name) -> input`` replacing the first positional input.
         stop: raise :class:`StopForward` after the module ran (the trace swallows it on exit); a
             callable is asked after each call and stops the pass when it returns True.
+
+    Only the hooks with work to do are registered: the forward pre-hook when the input is edited or
+    retained, the forward hook when the output is edited or retained or ``stop`` is set (one of them in
+    any case). ``fired`` is set once the module has run, or, without a forward hook, when it is called.
+    An input-editing trace (``retain_output=False``) is thus exactly one forward pre-hook.
     """
 
     def __init__(
@@ -92,7 +97,12 @@ class Trace(contextlib.AbstractContextManager):
         self._handles: list = []
         trace = self
 
+        self._needs_post = bool(retain_output or edit_output is not None or stop)
+        self._needs_pre = bool(edit_input is not None or retain_input or not self._needs_post)
+
         def pre_hook(m, args, kwargs):
+            if not trace._needs_post:
+                trace.fired = True
             if edit_input is not None:
                 if args:
                     args = (edit_input(args[0], layer),) + tuple(args[1:])
@@ -117,10 +127,15 @@ class Trace(contextlib.AbstractContextManager):
         self._post = hook
 
     def __enter__(self):
-        self._handles = [
-            self.module.register_forward_pre_hook(self._pre, with_kwargs=True),
-            self.module.register_forward_hook(self._post),
-        ]
+        self._handles = []
+        try:
+            if self._needs_pre:
+                self._handles.append(self.module.register_forward_pre_hook(self._pre, with_kwargs=True))
+            if self._needs_post:
+                self._handles.append(self.module.register_forward_hook(self._post))
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb):

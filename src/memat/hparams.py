@@ -8,10 +8,13 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from .paths import find_project_root, source_checkout
 
 __all__ = ["HparamsError", "MemitHparams", "load_hparams", "find_config", "check_types"]
 
@@ -136,21 +139,55 @@ class MemitHparams:
         return dataclasses.asdict(self)
 
 
+#: Where an installed package keeps its presets: ``memat/presets/<kind>/<name>.yaml`` (the wheel maps the
+#: checkout's ``configs/`` there, see ``pyproject.toml``).
+PACKAGED_PRESETS = "presets"
+
+
 def _project_roots() -> list[Path]:
-    roots = [Path.cwd(), *Path.cwd().parents, Path(__file__).resolve().parents[2]]
-    return [r for r in roots if (r / "configs").is_dir()]
+    """The project roots whose ``configs/`` folder holds presets, in lookup order: the memat checkout at or
+    above the working directory (:func:`memat.paths.find_project_root`; notebooks run in ``notebooks/``),
+    then the checkout this package was imported from (:func:`memat.paths.source_checkout`; an editable
+    install used from elsewhere). A wheel install has neither: see :func:`_packaged_presets`."""
+    roots: list[Path] = []
+    for root in (find_project_root(), source_checkout()):
+        if root is not None and (root / "configs").is_dir() and root.resolve() not in roots:
+            roots.append(root.resolve())
+    return roots
+
+
+def _packaged_presets() -> Path | None:
+    """``memat/presets`` inside the installed package (a wheel ships the presets there), or ``None`` (a
+    source checkout, whose presets are its ``configs/``, or a package that is not on the file system)."""
+    try:
+        folder = resources.files(__package__ or "memat") / PACKAGED_PRESETS
+    except (ModuleNotFoundError, TypeError):  # pragma: no cover - hparams loaded outside its package
+        return None
+    return folder if isinstance(folder, Path) and folder.is_dir() else None
+
+
+def _preset_dirs(kind: str) -> list[Path]:
+    """The folders searched for ``<name>.yaml`` presets of ``kind``, in order: ``configs/<kind>`` of each of
+    :func:`_project_roots`, then the installed package's ``presets/<kind>``."""
+    dirs = [root / "configs" / kind for root in _project_roots()]
+    packaged = _packaged_presets()
+    if packaged is not None:
+        dirs.append(packaged / kind)
+    return dirs
 
 
 def find_config(name: str | Path, kind: str = "memit") -> Path:
-    """A YAML path as given, or ``configs/<kind>/<name>.yaml`` of the project."""
+    """A YAML path as given, or the preset ``<name>.yaml`` of ``kind``: ``configs/<kind>/`` of the project
+    (:func:`_project_roots`), else the presets shipped inside the installed package."""
     p = Path(name)
     if p.suffix in (".yaml", ".yml") and p.exists():
         return p
-    for root in _project_roots():
-        cand = root / "configs" / kind / f"{name}.yaml"
+    dirs = _preset_dirs(kind)
+    for d in dirs:
+        cand = d / f"{name}.yaml"
         if cand.exists():
             return cand
-    avail = sorted({c.stem for r in _project_roots() for c in (r / "configs" / kind).glob("*.yaml")})
+    avail = sorted({c.stem for d in dirs for c in d.glob("*.yaml")})
     raise FileNotFoundError(f"no {kind} config {str(name)!r}: not a YAML file, and not one of {avail}")
 
 

@@ -16,7 +16,7 @@ For each of the top-K heads ``(l, h)`` picked by the per-head probes (:mod:`mema
 The head outputs are the ones :func:`memat.heads.collect_probe_data` reads (the input of the attention
 output projection at the last token of ``prompt + " " + target``); with ``refine=True`` these are the
 refined cases (appendix D), as the paper uses them. Application, several heads per layer, saving and
-loading are :class:`memat.memat.HeadCorrections`'s: :meth:`ItiDirections.corrections` returns one.
+loading are :class:`memat.corrections.HeadCorrections`'s: :meth:`ItiDirections.corrections` returns one.
 
 Example::
 
@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .corrections import HeadCorrections, check_heads
 from .heads import ProbeData
-from .memat import _check_heads
 
 __all__ = ["LABEL_NEW", "LABEL_TRUE", "ItiDirections", "iti_directions"]
 
@@ -99,10 +99,8 @@ class ItiDirections:
         return alpha * self.sigmas[:k, None] * self.directions[:k]
 
     def corrections(self, alpha: float, k: int | None = None):
-        """The shift of the first ``k`` heads (default all) as :class:`memat.memat.HeadCorrections`
+        """The shift of the first ``k`` heads (default all) as :class:`memat.corrections.HeadCorrections`
         (float32 vectors ``alpha * sigma * theta``); ``with corr.applied(lm):`` adds them at every position."""
-        from .memat import HeadCorrections
-
         k = self._check_k(k)
         vec = torch.from_numpy(self.vectors(alpha, k)).to(torch.float32)
         return HeadCorrections(
@@ -180,7 +178,7 @@ def iti_directions(
 
     Args:
         data: :func:`memat.heads.collect_probe_data`'s output (label 1 = new target, 0 = true target).
-        heads: ``[(layer, head), ...]``, e.g. :func:`memat.memat.select_heads`; the order is kept
+        heads: ``[(layer, head), ...]``, e.g. :func:`memat.corrections.select_heads`; the order is kept
             (:meth:`ItiDirections.corrections` with ``k`` takes the first ``k``).
         rows: restrict to these sentence rows (e.g. the probes' training split); default all.
         model_name: recorded in the corrections.
@@ -209,7 +207,7 @@ def iti_directions(
             f"ITI needs sentences of both classes: {n_new} with the new target (label {LABEL_NEW}) and "
             f"{n_true} with the true target (label {LABEL_TRUE})"
         )
-    heads = _check_heads(heads)  # pairs of non-negative ints, non-empty, no duplicates (as MEMAT's)
+    heads = check_heads(heads)  # pairs of non-negative ints, non-empty, no duplicates (as MEMAT's)
     layers = [int(l) for l in data.layers]
     n_heads = X.shape[2]
     missing = [(l, h) for l, h in heads if l not in layers or not 0 <= h < n_heads]

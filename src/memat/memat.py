@@ -34,7 +34,8 @@ MEMIT delta applied, base weights frozen)::
   ``grad_accum`` mini-batches, ``n_epochs`` passes or exactly ``n_steps`` optimiser steps, seeded shuffling,
   zero initialisation (or a warm start).
 
-Inference (:meth:`HeadCorrections.applied`, eq. 6, ITI style): the corrections are added at *every*
+Inference (:meth:`HeadCorrections.applied`, eq. 6, ITI style; the class, its hooks and :func:`select_heads` live in
+:mod:`memat.corrections` and are re-exported here): the corrections are added at *every*
 position of every sequence, with one forward pre-hook per layer adding a ``n_heads * head_dim`` vector
 that holds all of that layer's head corrections (several heads in one layer all take effect). The
 corrections do not depend on the training cases, so they can be applied together with another MEMIT delta
@@ -57,11 +58,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -70,11 +70,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data.records import EditCase, target_continuation
-from .forward import encode, hidden_at_final_norm, token_ids
+from .cache import cached, check_key, content_key, tensors_key
+from .corrections import FORMAT, HeadCorrections, _check_heads, select_heads  # noqa: F401 - re-exported (moved)
+from .data.records import EditCase
+from .forward import encode, hidden_at_final_norm
 from .hparams import HparamsError, check_types, load_hparams
-from .io import atomic_path
 from .models import LoadedModel
+from .requests import Rows, context_templates, fill, request_of, tokenize_request
 
 __all__ = [
     "AUTHOR_CODE_DEPARTURES",
@@ -93,7 +95,6 @@ __all__ = [
     "training_rows",
 ]
 
-FORMAT = "memat.HeadCorrections/1"
 # The differences between eq. 12 / eq. 6 as implemented here and the authors' released code (reported on the
 # paper's issue tracker); notebook 04 prints them beside its tables.
 AUTHOR_CODE_DEPARTURES: tuple[str, ...] = (
@@ -188,240 +189,6 @@ def load_memat_hparams(name: str | Path | dict, **overrides) -> MematHparams:
     return load_hparams(name, cls=MematHparams, kind="memat", **overrides)
 
 
-# --------------------------------------------------------------------------------------------------
-# head selection
-# --------------------------------------------------------------------------------------------------
-
-
-def select_heads(probe_result, k: int) -> list[tuple[int, int]]:
-    """The ``k`` heads with the best probe accuracy (:meth:`memat.heads.ProbeResult.top_k`)."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"k must be an int, got {type(k).__name__}")
-    total = int(np.asarray(probe_result.accuracy).size)
-    n_layers = len(probe_result.layers)
-    if k < 1:
-        raise ValueError(f"k must be >= 1 (MEMAT corrects at least one head), got {k}")
-    if k > total:
-        raise ValueError(
-            f"k={k} heads requested, but the probes cover only {total} heads "
-            f"({n_layers} layers x {probe_result.n_heads} heads)"
-        )
-    return [(int(l), int(h)) for l, h in probe_result.top_k(int(k))]
-
-
-def _check_heads(heads) -> list[tuple[int, int]]:
-    try:
-        out = [(int(l), int(h)) for l, h in heads]
-    except (TypeError, ValueError):
-        raise TypeError(f"heads must be a list of (layer, head) pairs, got {heads!r}") from None
-    if not out:
-        raise ValueError("heads is empty: MEMAT needs at least one (layer, head) to correct")
-    dup = sorted({x for x in out if out.count(x) > 1})
-    if dup:
-        raise ValueError(f"heads contains duplicates: {dup}")
-    neg = [x for x in out if x[0] < 0 or x[1] < 0]
-    if neg:
-        raise ValueError(f"heads must have non-negative layer and head indices, got {neg}")
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
-# the corrections
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class HeadCorrections:
-    """One additive vector per (layer, head): ``vectors[i]`` belongs to ``heads[i]``.
-
-    ``meta`` holds the geometry of the model they were trained on (``n_heads``, ``n_layers``,
-    ``head_dim``) and a description of the training; nothing in it is needed to apply them.
-    """
-
-    heads: list[tuple[int, int]]
-    vectors: torch.Tensor  # [K, head_dim]
-    model_name: str = ""
-    langs: tuple = ()
-    hparams: dict = field(default_factory=dict)
-    meta: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        self.heads = _check_heads(self.heads)
-        if not isinstance(self.vectors, torch.Tensor) or self.vectors.ndim != 2:
-            raise ValueError(f"vectors must be a [K, head_dim] tensor, got {getattr(self.vectors, 'shape', type(self.vectors))}")
-        if self.vectors.shape[0] != len(self.heads):
-            raise ValueError(f"{len(self.heads)} heads but {self.vectors.shape[0]} vectors")
-        self.langs = tuple(self.langs)
-
-    # ---- geometry ----
-    @property
-    def k(self) -> int:
-        return len(self.heads)
-
-    @property
-    def head_dim(self) -> int:
-        return int(self.vectors.shape[1])
-
-    def by_layer(self) -> dict[int, list[tuple[int, int]]]:
-        """``{layer: [(head, row of vectors), ...]}``, layers ascending."""
-        out: dict[int, list[tuple[int, int]]] = {}
-        for i, (l, h) in enumerate(self.heads):
-            out.setdefault(l, []).append((h, i))
-        return dict(sorted(out.items()))
-
-    def layer_vector(self, layer: int, n_heads: int, vectors: torch.Tensor | None = None) -> torch.Tensor:
-        """The ``n_heads * head_dim`` vector added to the attention output projection's input at ``layer``
-        (zeros outside the corrected heads' slices; every head of the layer in its own slice);
-        differentiable in ``vectors`` (default ``self.vectors``)."""
-        vectors = self.vectors if vectors is None else vectors
-        d = self.head_dim
-        entries = self.by_layer().get(layer, [])
-        v = vectors.new_zeros((n_heads, d))
-        if entries:
-            hs = torch.tensor([h for h, _ in entries], device=vectors.device)
-            ks = torch.tensor([i for _, i in entries], device=vectors.device)
-            v = v.index_put((hs,), vectors[ks])
-        return v.reshape(n_heads * d)
-
-    def check_compatible(self, lm: LoadedModel) -> None:
-        """Raise ValueError naming both models if these corrections do not fit ``lm``'s heads."""
-        n_heads = self.meta.get("n_heads")
-        trained = f"{self.model_name or 'unknown model'} (n_heads={n_heads if n_heads is not None else '?'}, head_dim={self.head_dim})"
-        here = f"{lm.name} (n_heads={lm.n_heads}, head_dim={lm.head_dim}, n_layers={lm.n_layers})"
-        problems = []
-        if self.head_dim != lm.head_dim:
-            problems.append(f"head_dim {self.head_dim} != {lm.head_dim}")
-        if n_heads is not None and int(n_heads) != lm.n_heads:
-            problems.append(f"n_heads {n_heads} != {lm.n_heads}")
-        out = [(l, h) for l, h in self.heads if l >= lm.n_layers or h >= lm.n_heads]
-        if out:
-            problems.append(f"heads {out} do not exist")
-        if problems:
-            raise ValueError(f"corrections trained on {trained} do not fit {here}: " + "; ".join(problems))
-
-    # ---- hooks ----
-    @contextlib.contextmanager
-    def _hooks(self, lm: LoadedModel, positions: torch.Tensor | None, norms: dict | None, detach: bool):
-        self.check_compatible(lm)
-        H, d = lm.n_heads, self.head_dim
-        plan = self.by_layer()
-        handles = []
-
-        def make(layer: int, name: str, entries):
-            hs = [h for h, _ in entries]
-            ks = [i for _, i in entries]
-
-            def pre(m, args, kwargs):
-                x = args[0] if args else kwargs["hidden_states"]
-                if x.shape[-1] != H * d:
-                    raise RuntimeError(f"{name}: input has {x.shape[-1]} features, expected n_heads * head_dim = {H} * {d} = {H * d}")
-                src = self.vectors.detach() if detach else self.vectors
-                v = self.layer_vector(layer, H, src).to(device=x.device, dtype=x.dtype)
-                if positions is None:
-                    x = x + v
-                else:
-                    B = x.shape[0]
-                    if positions.shape != (B,):
-                        raise RuntimeError(f"{name}: {tuple(positions.shape)} positions for a batch of {B} rows")
-                    pos = positions.to(x.device)
-                    if int(pos.min()) < 0 or int(pos.max()) >= x.shape[1]:
-                        raise RuntimeError(f"{name}: positions {pos.tolist()} outside sequences of length {x.shape[1]}")
-                    rows = torch.arange(B, device=x.device)
-                    if norms is not None:
-                        a = x[rows, pos].detach().float().view(B, H, d)[:, hs].norm(dim=-1).mean(0)
-                        for j, k in enumerate(ks):
-                            norms[k] = a[j]
-                    x = x.index_put((rows, pos), v.expand(B, -1), accumulate=True)
-                if args:
-                    return (x,) + tuple(args[1:]), kwargs
-                return args, dict(kwargs, hidden_states=x)
-
-            return pre
-
-        try:
-            for layer, entries in plan.items():
-                name = lm.name_of("attn_out", layer)
-                mod = lm.model.get_submodule(name)
-                handles.append(mod.register_forward_pre_hook(make(layer, name, entries), with_kwargs=True))
-            yield self
-        finally:
-            for h in handles:
-                h.remove()
-
-    def applied(self, lm: LoadedModel):
-        """Context manager: the corrections are added at every position of every sequence (eq. 6);
-        the hooks are removed on exit, also when an exception is raised inside."""
-        return self._hooks(lm, None, None, detach=True)
-
-    def hook_positions(self, lm: LoadedModel, positions, norms: dict | None = None):
-        """Context manager: the corrections are added at one position per row (``positions[b]`` for row
-        ``b``; the training hook). Gradients flow into ``vectors``. If ``norms`` is a dict, it receives
-        ``{i: mean over rows of ||a_{heads[i]}||}``: each corrected head's output norm at the corrected
-        position before its correction is added, detached."""
-        pos = torch.as_tensor(positions, dtype=torch.long).reshape(-1)
-        return self._hooks(lm, pos, norms, detach=False)
-
-    # ---- persistence ----
-    def _header(self) -> dict:
-        return {
-            "format": FORMAT,
-            "heads": [[l, h] for l, h in self.heads],
-            "model_name": self.model_name,
-            "langs": list(self.langs),
-            "hparams": self.hparams,
-            "meta": self.meta,
-        }
-
-    def save(self, path: str | Path) -> Path:
-        """Safetensors file (tensor ``vectors``) with the rest as JSON metadata; written atomically."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        header = json.dumps(self._header())  # fails before anything is written if not JSON-able
-        with atomic_path(path) as tmp:
-            save_file({"vectors": self.vectors.detach().cpu().contiguous()}, str(tmp), metadata={"memat_corrections": header})
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path, map_location=None, lm: LoadedModel | None = None) -> HeadCorrections:
-        """Load :meth:`save`'s file onto ``map_location`` (default CPU); with ``lm``, check the heads fit it."""
-        from safetensors import SafetensorError, safe_open
-
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no corrections file {path}")
-        try:
-            with safe_open(str(path), framework="pt", device=str(map_location or "cpu")) as f:
-                raw = (f.metadata() or {}).get("memat_corrections")
-                keys = list(f.keys())
-                vectors = f.get_tensor("vectors") if "vectors" in keys else None
-        except SafetensorError as e:
-            raise ValueError(f"{path} is not a MEMAT corrections file (not safetensors: {e})") from None
-        if raw is None or vectors is None:
-            raise ValueError(f"{path} is not a MEMAT corrections file (no 'memat_corrections' metadata / 'vectors' tensor)")
-        header = json.loads(raw)
-        if header.get("format") != FORMAT:
-            raise ValueError(f"{path}: unknown corrections format {header.get('format')!r}, expected {FORMAT!r}")
-        out = cls(
-            heads=[tuple(x) for x in header["heads"]],
-            vectors=vectors,
-            model_name=header.get("model_name", ""),
-            langs=tuple(header.get("langs", ())),
-            hparams=header.get("hparams", {}),
-            meta=header.get("meta", {}),
-        )
-        if lm is not None:
-            try:
-                out.check_compatible(lm)
-            except ValueError as e:
-                raise ValueError(f"{path}: {e}") from None
-        return out
-
-    def __repr__(self) -> str:
-        norms = ", ".join(f"L{l}H{h}:{float(n):.3g}" for (l, h), n in zip(self.heads, self.vectors.detach().float().norm(dim=-1)))
-        return f"HeadCorrections(model={self.model_name!r}, langs={self.langs}, K={self.k}, head_dim={self.head_dim}, |omega|={{{norms}}})"
-
-
 def norm_penalty(vectors: torch.Tensor, head_norms: torch.Tensor, lambda_omega: float) -> torch.Tensor:
     """``lambda_omega / K * sum_i (||vectors[i]|| / head_norms[i])^2``, each head with its own norm."""
     K = vectors.shape[0]
@@ -434,31 +201,8 @@ def norm_penalty(vectors: torch.Tensor, head_norms: torch.Tensor, lambda_omega: 
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class TrainRows:
-    """The sequences of one mini-batch and what the loss reads from them.
-
-    Items are the (case, language) pairs of the mini-batch; every row belongs to one item and is either a
-    rewrite row (prefix + rewrite prompt + target[:-1], teacher-forced) or a KL row (a ``kl_prompts``
-    entry with the subject). ``positions[r]`` is where the correction is added in row ``r`` (a real token).
-    """
-
-    seqs: list[list[int]] = field(default_factory=list)
-    positions: list[int] = field(default_factory=list)
-    item_of_row: list[int] = field(default_factory=list)
-    items: list[tuple[object, str]] = field(default_factory=list)  # (case_id, lang)
-    texts: list[str] = field(default_factory=list)
-    nll_rows: list[int] = field(default_factory=list)
-    kl_rows: list[int] = field(default_factory=list)
-    tgt_row: list[int] = field(default_factory=list)  # one entry per target token
-    tgt_pos: list[int] = field(default_factory=list)
-    tgt_id: list[int] = field(default_factory=list)
-
-
-def _fill(template: str, text: str) -> str:
-    if template.count("{}") != 1:
-        raise ValueError(f"template must contain '{{}}' exactly once: {template!r}")
-    return template.replace("{}", text)
+#: The rows of one mini-batch (:class:`memat.requests.Rows`, built by :func:`training_rows`).
+TrainRows = Rows
 
 
 def training_rows(
@@ -468,50 +212,24 @@ def training_rows(
     contexts: Mapping[str, Sequence[str]],
     train_position: str = "prompt_last",
 ) -> TrainRows:
-    """Rows of eq. 12 for ``cases`` x ``langs``: one rewrite row per context of the language, one row per
-    KL prompt. Token ids follow :func:`memat.heads.sentence_tokens` (prompt with BOS, then the target
-    continuation without special tokens)."""
-    tok = lm.tokenizer
-    r = TrainRows()
-    for c in cases:
-        for lang in langs:
-            v = c[lang]
-            item = len(r.items)
-            r.items.append((c.case_id, lang))
-            prompt = _fill(v.rewrite_prompt, v.subject)
-            for ctx in contexts[lang]:
-                text = _fill(ctx, prompt)
-                p = token_ids(tok, text)
-                t = token_ids(tok, target_continuation(text, v.target_new), bos=False)
-                if not t:
-                    raise ValueError(f"case_id={c.case_id} ({lang}): target_new {v.target_new!r} tokenises to nothing")
-                row = len(r.seqs)
-                seq = p + t[:-1]
-                for j, tid in enumerate(t):
-                    r.tgt_row.append(row)
-                    r.tgt_pos.append(len(p) - 1 + j)
-                    r.tgt_id.append(tid)
-                r.seqs.append(seq)
-                r.positions.append(len(p) - 1 if train_position == "prompt_last" else len(seq) - 1)
-                r.item_of_row.append(item)
-                r.texts.append(text + target_continuation(text, v.target_new))
-                r.nll_rows.append(row)
-            for kp in v.kl_prompts:
-                text = _fill(kp, v.subject)
-                ids = token_ids(tok, text)
-                r.kl_rows.append(len(r.seqs))
-                r.seqs.append(ids)
-                r.positions.append(len(ids) - 1)
-                r.item_of_row.append(item)
-                r.texts.append(text)
-    return r
+    """Rows of eq. 12 for ``cases`` x ``langs`` (items: the (case_id, lang) pairs, case by case): one rewrite
+    row per context of the language (prefix + rewrite prompt + target[:-1], teacher-forced), one row per KL
+    prompt; ``positions[r]`` is where the correction is added in row ``r`` (a real token: ``train_position``
+    in rewrite rows, the last token in KL rows). Token ids follow :func:`memat.heads.sentence_tokens`
+    (prompt with BOS, then the target continuation of the full text without special tokens).
+
+    These are MEMIT's rows (:func:`memat.requests.build_rows`) of the cases' requests in each language, with
+    the correction's position instead of the subject's last token and the target's leading space decided
+    by the filled text."""
+    items = [(c, lang) for c in cases for lang in langs]
+    tokens = [tokenize_request(lm.tokenizer, request_of(c, lang), contexts[lang], train_position, "text",
+                               name=f"case_id={c.case_id} ({lang})") for c, lang in items]
+    return Rows.join(tokens, [(c.case_id, lang) for c, lang in items])
 
 
 def correction_contexts(lm: LoadedModel, langs: Sequence[str], hp: MematHparams) -> dict[str, list[str]]:
     """The training contexts of each language: R generated prefixes ``"<text>. {}"`` (seeded,
     :func:`memat.memit.context_templates` on the model as it is), plus ``"{}"`` if ``hp.bare_prompt``."""
-    from .memit import context_templates
-
     out = {}
     for lang in langs:
         gen = context_templates(lm, lang, ((hp.prefix_len, hp.n_prefixes),), seed=hp.seed)[1:] if hp.n_prefixes else []
@@ -673,7 +391,7 @@ def train_corrections(
     contexts = {lg: [str(c) for c in contexts[lg]] for lg in langs}
     for lg, cs in contexts.items():
         for c in cs:
-            _fill(c, "")
+            fill(c, "")
 
     vec = torch.zeros(K, d, dtype=torch.float32, device=lm.device)
     if init is not None:
@@ -740,18 +458,12 @@ def train_corrections(
 
 
 def _delta_key(delta) -> str:
-    import hashlib
-
     if delta is None:
         return "none"
     key = (delta.meta or {}).get("cache_key")
     if key:
         return str(key)
-    h = hashlib.sha256()
-    for name in sorted(delta.deltas):
-        h.update(name.encode())
-        h.update(delta.deltas[name].detach().float().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+    return tensors_key((name, delta.deltas[name]) for name in sorted(delta.deltas))
 
 
 def corrections_cache_key(
@@ -763,8 +475,6 @@ def corrections_cache_key(
     description), the training cases' prompts, subjects, new targets and KL prompts in every training
     language (in order), the languages, the MEMIT delta (its own cache key, else a hash of its tensors) and
     the contexts when given."""
-    import hashlib
-
     from .stats import model_fingerprints
 
     top = lm.n_layers - 1
@@ -781,7 +491,7 @@ def corrections_cache_key(
         "contexts": {k: list(v) for k, v in contexts.items()} if contexts is not None else None,
         "version": 2,  # 2: machine-independent model fingerprint (no checkpoint path or transformers version)
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return content_key(payload)
 
 
 def cached_corrections(
@@ -798,9 +508,9 @@ def cached_corrections(
     """:func:`train_corrections` with an on-disk cache (``<cache dir>/corrections/<model>/<key>.safetensors``,
     the training log inside the file's metadata). Notebooks 04, 05 and 06 train the same corrections;
     the second one loads them. The key (:func:`corrections_cache_key`) covers everything the training
-    depends on, so stale corrections are never returned. ``cache=False`` trains without the cache."""
-    from .paths import cache_dir
-
+    depends on, so stale corrections are never returned; an unreadable entry (or one that does not fit
+    ``lm``) is reported (``warnings.warn`` naming the file) and trained again. ``cache=False`` trains
+    without the cache."""
     if isinstance(langs, str):
         langs = (langs,)
     langs = tuple(langs)
@@ -808,19 +518,18 @@ def cached_corrections(
     if not cache:
         return train_corrections(lm, cases, heads, hp, delta=delta, langs=langs, progress=progress, contexts=contexts)
     key = corrections_cache_key(lm, cases, heads, hp, delta, langs, contexts)
-    path = cache_dir() / "corrections" / lm.name.replace("/", "__") / f"{key[:32]}.safetensors"
-    if path.is_file():
-        try:
-            corr = HeadCorrections.load(path, lm=lm)
-        except (ValueError, OSError):
-            corr = None
-        if corr is not None and corr.meta.get("cache_key") == key:
-            corr.vectors = corr.vectors.to(torch.float32)
-            log = corr.meta.get("train_log", {})
-            return corr, dict(log, cached=True)
-    corr, log = train_corrections(lm, cases, heads, hp, delta=delta, langs=langs, progress=progress, contexts=contexts)
-    corr.meta["cache_key"] = key
-    corr.meta["train_log"] = log
-    path.parent.mkdir(parents=True, exist_ok=True)
-    corr.save(path)
-    return corr, dict(log, cached=False)
+
+    def compute():
+        corr, log = train_corrections(lm, cases, heads, hp, delta=delta, langs=langs, progress=progress, contexts=contexts)
+        corr.meta["cache_key"] = key
+        corr.meta["train_log"] = log
+        return corr, log
+
+    def load(path):
+        corr = HeadCorrections.load(path, lm=lm)
+        check_key(corr.meta.get("cache_key"), key)
+        corr.vectors = corr.vectors.to(torch.float32)
+        return corr, corr.meta.get("train_log", {})
+
+    (corr, log), fresh = cached("corrections", key, compute, lambda r, p: r[0].save(p), load, model=lm.name)
+    return corr, dict(log, cached=not fresh)

@@ -2,11 +2,11 @@
 
 For a batch of requests (subject, prompt, new target):
 
-1. **Target vectors.** For every edit, a vector ``delta`` is added to the residual stream at the
+1. **Target vectors.** For every edit, a shift ``z_shift`` is added to the residual stream at the
    subject's last token at the last edited layer ``L``, and optimised so the model predicts the new
    target after the prompt preceded by random prefixes (NLL), while keeping the next-token
    distribution after "{subject} is a" close to the original (KL), with a weight decay and a norm clamp.
-   All edits of a batch are optimised together (one ``delta`` row per edit; the summed loss gives each
+   All edits of a batch are optimised together (one shift row per edit; the summed loss gives each
    row exactly the gradient of its own loss, and an edit that reaches the early-stopping loss is frozen,
    as if it were optimised alone). Blocks up to ``L`` never change during this optimisation, so their
    output is computed once and only the blocks after ``L`` are replayed (:class:`~memat.forward.TailRunner`);
@@ -21,15 +21,17 @@ For a batch of requests (subject, prompt, new target):
    nearest reachable point to the target (an RMS norm's image has a fixed scale, so only its direction
    can be steered).
 
-The edit is returned as a :class:`MemitDelta`, and the model is left exactly as it was (also when an
-exception interrupts the computation); apply it with ``delta.apply(lm)`` or ``with delta.applied(lm):``.
+The edit is returned as a :class:`WeightDelta` (``delta``, here and everywhere in memat, is a weight edit;
+``MemitDelta`` is its former name), and the model is left exactly as it was (also when an exception
+interrupts the computation); apply it with ``delta.apply(lm)`` or ``with delta.applied(lm):``.
+
+Requests, their contexts and the token rows the losses read are :mod:`memat.requests` (shared with PMET
+and MEMAT); each request is tokenised once per edit, and the keys of every layer are read at those tokens.
 """
 from __future__ import annotations
 
 import contextlib
 import json
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -37,16 +39,29 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data.records import EditCase, target_continuation
-from .forward import SuffixRunner, SuffixUnsupported, TailRunner, encode, subject_last_index, token_ids
+from .cache import cached, check_key, content_key, edit_method, entry_path, read, register_edit_method, tensors_key, write
+from .data.records import EditCase
+from .forward import SuffixRunner, SuffixUnsupported, TailRunner, encode
 from .hooks import TraceDict
 from .hparams import MemitHparams
 from .io import atomic_path
 from .models import LoadedModel
+from .requests import (  # noqa: F401 - CONTEXT_SEEDS, requests_from_cases: memat.memit's names, as before
+    CONTEXT_SEEDS,
+    EditRequest,
+    RequestTokens,
+    Rows,
+    context_templates,
+    per_request_contexts,
+    requests_from_cases,
+    resolve_requests,
+    tokenize_requests,
+)
 
 __all__ = [
     "EditRequest",
     "MemitDelta",
+    "WeightDelta",
     "CONTEXT_SEEDS",
     "compute_memit",
     "compute_targets",
@@ -56,136 +71,16 @@ __all__ = [
     "stats_key",
 ]
 
-CONTEXT_SEEDS = {
-    "en": ["The", "Therefore", "Because", "I", "You"],
-    "ca": ["El", "Per tant", "Perquè", "Jo", "Tu"],
-    "es": ["El", "Por lo tanto", "Porque", "Yo", "Tú"],
-}
-
-
-@dataclass(frozen=True)
-class EditRequest:
-    case_id: object
-    prompt: str  # template with "{}" for the subject
-    subject: str
-    target_new: str
-    kl_prompts: tuple[str, ...] = ("{} is a",)
-
-
-def requests_from_cases(cases: Sequence[EditCase], lang: str) -> list[EditRequest]:
-    out = []
-    for c in cases:
-        v = c[lang]
-        out.append(EditRequest(c.case_id, v.rewrite_prompt, v.subject, v.target_new, tuple(v.kl_prompts)))
-    return out
-
-
-@torch.no_grad()
-def context_templates(lm: LoadedModel, lang: str, spec: Sequence[Sequence[int]] = ((10, 5),), seed: int = 0) -> list[str]:
-    """``["{}"]`` plus model-generated prefixes ``"<text>. {}"`` (MEMIT's random contexts), in ``lang``.
-
-    Generation is seeded and does not disturb the global RNG state.
-    """
-    seeds = CONTEXT_SEEDS.get(lang, CONTEXT_SEEDS["en"])
-    out = ["{}"]
-    tok = lm.tokenizer
-    with torch.random.fork_rng(devices=[lm.device] if lm.device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        for length, count in spec:
-            prompts = [seeds[i % len(seeds)] for i in range(count)]
-            for p in prompts:
-                ids = torch.tensor([token_ids(tok, p)], device=lm.device)
-                n_seed = len(token_ids(tok, p, bos=False))
-                # as MEMIT's generate_fast: `length` tokens in all, the seed word(s) included
-                gen = lm.model.generate(
-                    ids, attention_mask=torch.ones_like(ids), max_new_tokens=max(1, length - n_seed), do_sample=True, top_k=5,
-                    pad_token_id=tok.pad_token_id,
-                )
-                text = tok.decode(gen[0], skip_special_tokens=True).replace("{", " ").replace("}", " ").strip()
-                out.append(text + ". {}")
-    return out
-
-
-def per_request_contexts(contexts: Sequence[str] | Sequence[Sequence[str]], n: int) -> list[tuple[str, ...]]:
-    """The context templates of each of ``n`` requests: ``contexts`` is one list of templates shared by all
-    requests (``["{}", "El ... {}"]``) or one list per request (a joint edit of requests in two languages,
-    each with prefixes in its own language). Per-request lists must have the same length and the bare
-    prompt ``"{}"`` at the same places, since keys are averaged over contexts with one set of weights."""
-    if isinstance(contexts, str):
-        raise TypeError(f"contexts: a list of templates (or one list per request), got the string {contexts!r}")
-    items = list(contexts)
-    if not items:
-        raise ValueError("contexts: no templates")
-    if all(isinstance(c, str) for c in items):
-        return [tuple(items)] * n
-    if any(isinstance(c, str) for c in items):
-        raise TypeError("contexts: mixes templates and lists of templates")
-    if len(items) != n:
-        raise ValueError(f"contexts: {len(items)} per-request lists for {n} requests")
-    out = [tuple(c) for c in items]
-    pattern = [c == "{}" for c in out[0]]
-    for i, c in enumerate(out):
-        if not c or [x == "{}" for x in c] != pattern:
-            raise ValueError(f"contexts of request {i}: {len(c)} templates with the bare prompt at "
-                             f"{[j for j, x in enumerate(c) if x == '{}']}; request 0 has {len(pattern)} with it at "
-                             f"{[j for j, x in enumerate(pattern) if x]} (all requests need the same layout)")
-    return out
-
-
-@dataclass
-class _Rows:
-    seqs: list
-    lookup: list  # index where delta is added / KL is read
-    edit: list  # edit index of each row
-    ctx0: list  # row of the plain prompt of each edit
-    tgt_rows: list
-    tgt_pos: list
-    tgt_ids: list
-    tgt_row_of_tok: list
-    kl_rows: list
-    kl_edit: list
-
-
-def _build_rows(tok, reqs: Sequence[EditRequest], contexts) -> _Rows:
-    r = _Rows([], [], [], [], [], [], [], [], [], [])
-    ctxs = per_request_contexts(contexts, len(reqs))
-    for e, q in enumerate(reqs):
-        tgt = token_ids(tok, target_continuation(q.prompt, q.target_new), bos=False)
-        if not tgt:
-            raise ValueError(f"case_id={q.case_id}: target_new {q.target_new!r} tokenises to nothing")
-        for ci, c in enumerate(ctxs[e]):
-            ids, idx = subject_last_index(tok, c.format(q.prompt), q.subject)
-            row = len(r.seqs)
-            if ci == 0:
-                r.ctx0.append(row)
-            seq = ids + tgt[:-1]
-            for j, t in enumerate(tgt):
-                r.tgt_rows.append(row)
-                r.tgt_pos.append(len(ids) - 1 + j)
-                r.tgt_ids.append(t)
-                r.tgt_row_of_tok.append(row)
-            r.seqs.append(seq)
-            r.lookup.append(idx)
-            r.edit.append(e)
-        for kp in q.kl_prompts:
-            ids, idx = subject_last_index(tok, kp, q.subject)
-            r.kl_rows.append(len(r.seqs))
-            r.kl_edit.append(e)
-            r.seqs.append(ids)
-            r.lookup.append(idx)
-            r.edit.append(e)
-    return r
-
-
 TARGET_METHODS = ("suffix", "full")
 
 
 def compute_targets(
     lm: LoadedModel, reqs: Sequence[EditRequest], hp: MemitHparams, contexts: Sequence[str] | Sequence[Sequence[str]],
-    progress: bool = True, method: str = "suffix",
+    progress: bool = True, method: str = "suffix", tokens: Sequence[RequestTokens] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
     """Target vectors ``z`` [n, d] at the last edited layer, their starting points, and per-edit logs.
-    ``contexts``: shared templates or one list per request (:func:`per_request_contexts`).
+    ``contexts``: shared templates or one list per request (:func:`per_request_contexts`); ``tokens``: the
+    requests already tokenised in them (:func:`memat.requests.tokenize_requests`; default: tokenised here).
 
     ``method="suffix"`` (default) computes the positions before each row's subject-last token once, in
     the model's key/value cache, and each optimisation step runs only the blocks after the last edited
@@ -197,73 +92,85 @@ def compute_targets(
     if method not in TARGET_METHODS:
         raise ValueError(f"compute_targets: method must be one of {TARGET_METHODS}, got {method!r}")
     z_layer = hp.layers[-1]
-    ctxs = per_request_contexts(contexts, len(reqs))
+    ctxs = per_request_contexts(contexts, reqs)
+    tokens = _tokens(lm, reqs, ctxs, tokens)
     zs, inits, logs = [], [], []
     chunks = range(0, len(reqs), hp.batch_size)
     chunk_fn = _targets_chunk_suffix if method == "suffix" else _targets_chunk
     for s in tqdm(chunks, desc="target vectors", disable=not progress, leave=False):
-        z, init, log = chunk_fn(lm, reqs[s : s + hp.batch_size], hp, ctxs[s : s + hp.batch_size], z_layer)
+        z, init, log = chunk_fn(lm, reqs[s : s + hp.batch_size], hp, Rows.join(tokens[s : s + hp.batch_size]), z_layer)
         zs.append(z)
         inits.append(init)
         logs.extend(log)
     return torch.cat(zs), torch.cat(inits), logs
 
 
-def _row_counts(rows: "_Rows", n: int, tgt_rows: torch.Tensor, edit_all: torch.Tensor, dev):
+def _tokens(lm, reqs, ctxs, tokens: Sequence[RequestTokens] | None) -> list[RequestTokens]:
+    """``tokens`` if given (checked against ``reqs``), else ``reqs`` tokenised in ``ctxs`` (MEMIT's rows)."""
+    if tokens is None:
+        return tokenize_requests(lm.tokenizer, reqs, ctxs)
+    tokens = list(tokens)
+    if [t.request for t in tokens] != list(reqs):
+        raise ValueError(f"tokens are of other requests than the {len(reqs)} requests given")
+    return tokens
+
+
+def _row_counts(rows: Rows, n: int, tgt_rows: torch.Tensor, edit_all: torch.Tensor, dev):
     """Target tokens per row, which rows are rewrite rows, rewrite rows per edit, the KL rows' edits and
     KL rows per edit: the denominators of the per-edit NLL and KL averages."""
     n_rows = len(rows.seqs)
     tok_per_row = torch.zeros(n_rows, device=dev).index_add_(0, tgt_rows, torch.ones_like(tgt_rows, dtype=torch.float))
     is_rw = tok_per_row > 0
     rows_per_edit = torch.zeros(n, device=dev).index_add_(0, edit_all[is_rw], torch.ones(int(is_rw.sum()), device=dev))
-    kl_edit = torch.tensor(rows.kl_edit, device=dev, dtype=torch.long)
+    kl_edit = torch.tensor(rows.kl_item, device=dev, dtype=torch.long)
     kl_per_edit = torch.zeros(n, device=dev).index_add_(0, kl_edit, torch.ones_like(kl_edit, dtype=torch.float))
     return tok_per_row, is_rw, rows_per_edit, kl_edit, kl_per_edit
 
 
-def _frozen_step(opt, delta: torch.Tensor, loss: torch.Tensor, done: torch.Tensor, max_norm: torch.Tensor) -> None:
+def _frozen_step(opt, shift: torch.Tensor, loss: torch.Tensor, done: torch.Tensor, max_norm: torch.Tensor) -> None:
     """One Adam step on the edits not done (their summed loss: each row gets its own gradient), the done
     rows restored exactly (Adam's momentum would move them), then every row clamped to ``max_norm``."""
     opt.zero_grad()
     loss[~done].sum().backward()
-    frozen = delta.detach()[done].clone()
+    frozen = shift.detach()[done].clone()
     opt.step()
     with torch.no_grad():
-        delta[done] = frozen
-        scale = (max_norm / delta.norm(dim=-1).clamp(min=1e-12)).clamp(max=1.0)
-        delta.mul_(scale[:, None])
+        shift[done] = frozen
+        scale = (max_norm / shift.norm(dim=-1).clamp(min=1e-12)).clamp(max=1.0)
+        shift.mul_(scale[:, None])
 
 
-def _targets_chunk(lm, reqs, hp: MemitHparams, contexts, z_layer):
+def _targets_chunk(lm, reqs, hp: MemitHparams, rows: Rows, z_layer):
+    """The target vectors of one batch of requests (their rows): ``h + z_shift`` at the subject's last token,
+    the shift optimised with every position replayed."""
     dev = lm.device
-    rows = _build_rows(lm.tokenizer, reqs, contexts)
     batch = encode(lm.tokenizer, rows.seqs, dev)
     runner = TailRunner(lm, z_layer)
     n = len(reqs)
     with torch.no_grad():
         h0 = runner.capture(batch).float()
-        kl_idx = torch.tensor([rows.lookup[r] for r in rows.kl_rows], device=dev)
+        kl_idx = torch.tensor([rows.positions[r] for r in rows.kl_rows], device=dev)
         kl_rows = torch.tensor(rows.kl_rows, device=dev)
         kl_init = F.log_softmax(lm.logits(runner.final[kl_rows, kl_idx]).float(), -1)
-    ctx0 = torch.tensor(rows.ctx0, device=dev)
-    look = torch.tensor(rows.lookup, device=dev)
+    ctx0 = torch.tensor(rows.first_row, device=dev)
+    look = torch.tensor(rows.positions, device=dev)
     target_init = h0[ctx0, look[ctx0]].clone()
     init_norm = target_init.norm(dim=-1)
     row_all = torch.arange(len(rows.seqs), device=dev)
-    edit_all = torch.tensor(rows.edit, device=dev)
-    tgt_rows = torch.tensor(rows.tgt_rows, device=dev)
+    edit_all = torch.tensor(rows.item_of_row, device=dev)
+    tgt_rows = torch.tensor(rows.tgt_row, device=dev)
     tgt_pos = torch.tensor(rows.tgt_pos, device=dev)
-    tgt_ids = torch.tensor(rows.tgt_ids, device=dev)
+    tgt_ids = torch.tensor(rows.tgt_id, device=dev)
     n_rows = len(rows.seqs)
     tok_per_row, is_rw, rows_per_edit, kl_edit, kl_per_edit = _row_counts(rows, n, tgt_rows, edit_all, dev)
 
-    delta = torch.zeros(n, h0.shape[-1], device=dev, requires_grad=True)
-    opt = torch.optim.Adam([delta], lr=hp.v_lr)
+    z_shift = torch.zeros(n, h0.shape[-1], device=dev, requires_grad=True)
+    opt = torch.optim.Adam([z_shift], lr=hp.v_lr)
     done = torch.zeros(n, dtype=torch.bool, device=dev)
     steps = torch.zeros(n, dtype=torch.long)  # loss evaluations of each edit until it stopped
     hist = []
     for it in range(hp.v_num_grad_steps):
-        h = h0.index_put((row_all, look), delta[edit_all], accumulate=True).to(h0.dtype)
+        h = h0.index_put((row_all, look), z_shift[edit_all], accumulate=True).to(h0.dtype)
         out = runner.run(h.to(lm.dtype))
         lp = F.log_softmax(lm.logits(out[tgt_rows, tgt_pos]).float(), -1)
         tok_lp = lp.gather(-1, tgt_ids[:, None])[:, 0]
@@ -273,15 +180,15 @@ def _targets_chunk(lm, reqs, hp: MemitHparams, contexts, z_layer):
         # as MEMIT's kl_div(init, current, log_target=True): KL(current || init)
         kl_row = (kl_lp.exp() * (kl_lp - kl_init)).sum(-1)
         kl = torch.zeros(n, device=dev).index_add(0, kl_edit, kl_row) / kl_per_edit.clamp(min=1)
-        wd = hp.v_weight_decay * delta.norm(dim=-1) / init_norm**2
+        wd = hp.v_weight_decay * z_shift.norm(dim=-1) / init_norm**2
         loss = nll + hp.kl_factor * kl + wd
-        hist.append({"nll": nll.detach().cpu(), "kl": kl.detach().cpu(), "loss": loss.detach().cpu()})
+        hist.append({"nll": nll.detach().cpu(), "kl": kl.detach().cpu()})
         steps += (~done).long().cpu()
         done |= loss.detach() < hp.early_stop_loss
         if bool(done.all()) or it == hp.v_num_grad_steps - 1:
             break
-        _frozen_step(opt, delta, loss, done, hp.clamp_norm_factor * init_norm)
-    delta = delta.detach()
+        _frozen_step(opt, z_shift, loss, done, hp.clamp_norm_factor * init_norm)
+    z_shift = z_shift.detach()
     logs = []
     for e, q in enumerate(reqs):
         logs.append({
@@ -290,44 +197,43 @@ def _targets_chunk(lm, reqs, hp: MemitHparams, contexts, z_layer):
             "nll_start": float(hist[0]["nll"][e]),
             "nll_end": float(hist[-1]["nll"][e]),
             "kl_end": float(hist[-1]["kl"][e]),
-            "delta_norm_ratio": float(delta[e].norm() / init_norm[e]),
+            "delta_norm_ratio": float(z_shift[e].norm() / init_norm[e]),  # |z_shift| / |h|: the stored logs' name
         })
-    return target_init + delta, target_init, logs
+    return target_init + z_shift, target_init, logs
 
 
-def _targets_chunk_suffix(lm, reqs, hp: MemitHparams, contexts, z_layer):
+def _targets_chunk_suffix(lm, reqs, hp: MemitHparams, rows: Rows, z_layer):
     """:func:`_targets_chunk` over the suffix positions only (:class:`~memat.forward.SuffixRunner`).
 
-    Every row adds its edit's ``delta`` at its subject's last token, and every loss reads positions from
+    Every row adds its edit's ``z_shift`` at its subject's last token, and every loss reads positions from
     there on, so each row is split there: the NLL positions become ``pos - split`` and the KL position 0.
     An edit whose loss falls below ``early_stop_loss`` is frozen (as in the full method) and its rows leave
     the batch; its logged NLL/KL are those of its last evaluation."""
     dev = lm.device
-    rows = _build_rows(lm.tokenizer, reqs, contexts)
     runner = SuffixRunner(lm, z_layer)
     n = len(reqs)
     n_rows = len(rows.seqs)
-    look = torch.tensor(rows.lookup, device=dev)
+    look = torch.tensor(rows.positions, device=dev)
     try:
-        h0 = runner.capture(rows.seqs, rows.lookup).float()
+        h0 = runner.capture(rows.seqs, rows.positions).float()
     except SuffixUnsupported:  # a sliding window shorter than these rows: replay every position
-        return _targets_chunk(lm, reqs, hp, contexts, z_layer)  # [rows, S, d]; position 0 is the subject's last token
+        return _targets_chunk(lm, reqs, hp, rows, z_layer)  # [rows, S, d]; position 0 is the subject's last token
     with torch.no_grad():
         kl_rows = torch.tensor(rows.kl_rows, device=dev, dtype=torch.long)
         kl_init = F.log_softmax(lm.logits(runner.final[kl_rows, 0]).float(), -1)
-    ctx0 = torch.tensor(rows.ctx0, device=dev)
+    ctx0 = torch.tensor(rows.first_row, device=dev)
     target_init = h0[ctx0, 0].clone()
     init_norm = target_init.norm(dim=-1)
-    edit_all = torch.tensor(rows.edit, device=dev)
-    tgt_rows = torch.tensor(rows.tgt_rows, device=dev, dtype=torch.long)
+    edit_all = torch.tensor(rows.item_of_row, device=dev)
+    tgt_rows = torch.tensor(rows.tgt_row, device=dev, dtype=torch.long)
     tgt_pos = torch.tensor(rows.tgt_pos, device=dev, dtype=torch.long) - look[tgt_rows]
-    tgt_ids = torch.tensor(rows.tgt_ids, device=dev, dtype=torch.long)
+    tgt_ids = torch.tensor(rows.tgt_id, device=dev, dtype=torch.long)
     tok_per_row, is_rw, rows_per_edit, kl_edit, kl_per_edit = _row_counts(rows, n, tgt_rows, edit_all, dev)
     # rows of the current batch (indices into the chunk's rows), and each chunk row's place in the batch
     live = torch.arange(n_rows, device=dev)
 
-    delta = torch.zeros(n, h0.shape[-1], device=dev, requires_grad=True)
-    opt = torch.optim.Adam([delta], lr=hp.v_lr)
+    z_shift = torch.zeros(n, h0.shape[-1], device=dev, requires_grad=True)
+    opt = torch.optim.Adam([z_shift], lr=hp.v_lr)
     done = torch.zeros(n, dtype=torch.bool, device=dev)
     steps = torch.zeros(n, dtype=torch.long)
     nll_start = torch.full((n,), float("nan"))
@@ -336,7 +242,7 @@ def _targets_chunk_suffix(lm, reqs, hp: MemitHparams, contexts, z_layer):
         pos_of = torch.full((n_rows,), -1, dtype=torch.long, device=dev)
         pos_of[live] = torch.arange(len(live), device=dev)
         h = h0.clone()
-        h[:, 0] = h[:, 0] + delta[edit_all[live]]
+        h[:, 0] = h[:, 0] + z_shift[edit_all[live]]
         out = runner.run(h.to(lm.dtype))
         t_sel = (pos_of[tgt_rows] >= 0).nonzero()[:, 0]
         lp = F.log_softmax(lm.logits(out[pos_of[tgt_rows[t_sel]], tgt_pos[t_sel]]).float(), -1)
@@ -347,7 +253,7 @@ def _targets_chunk_suffix(lm, reqs, hp: MemitHparams, contexts, z_layer):
         kl_lp = F.log_softmax(lm.logits(out[pos_of[kl_rows[k_sel]], 0]).float(), -1)
         kl_row = (kl_lp.exp() * (kl_lp - kl_init[k_sel])).sum(-1)  # KL(current || init), as MEMIT
         kl = torch.zeros(n, device=dev).index_add(0, kl_edit[k_sel], kl_row) / kl_per_edit.clamp(min=1)
-        wd = hp.v_weight_decay * delta.norm(dim=-1) / init_norm**2
+        wd = hp.v_weight_decay * z_shift.norm(dim=-1) / init_norm**2
         loss = nll + hp.kl_factor * kl + wd
         active = ~done
         if it == 0:
@@ -359,13 +265,13 @@ def _targets_chunk_suffix(lm, reqs, hp: MemitHparams, contexts, z_layer):
         done |= loss.detach() < hp.early_stop_loss
         if bool(done.all()) or it == hp.v_num_grad_steps - 1:
             break
-        _frozen_step(opt, delta, loss, done, hp.clamp_norm_factor * init_norm)
+        _frozen_step(opt, z_shift, loss, done, hp.clamp_norm_factor * init_norm)
         keep = ~done[edit_all[live]]
         if not bool(keep.all()):  # finished requests leave the batch
             runner.select(keep.nonzero()[:, 0])
             h0 = h0[keep]
             live = live[keep]
-    delta = delta.detach()
+    z_shift = z_shift.detach()
     logs = []
     for e, q in enumerate(reqs):
         logs.append({
@@ -374,9 +280,9 @@ def _targets_chunk_suffix(lm, reqs, hp: MemitHparams, contexts, z_layer):
             "nll_start": float(nll_start[e]),
             "nll_end": float(nll_last[e]),
             "kl_end": float(kl_last[e]),
-            "delta_norm_ratio": float(delta[e].norm() / init_norm[e]),
+            "delta_norm_ratio": float(z_shift[e].norm() / init_norm[e]),  # |z_shift| / |h|: the stored logs' name
         })
-    return target_init + delta, target_init, logs
+    return target_init + z_shift, target_init, logs
 
 
 def _context_weights(contexts: Sequence[str]) -> torch.Tensor:
@@ -390,24 +296,25 @@ def _context_weights(contexts: Sequence[str]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _keys_and_states(lm, reqs, layer: int, z_layer: int, contexts, batch_size: int):
-    """Mean key over contexts [n, m], current z-layer state of the plain prompt [n, d], and the
-    current MLP output for the mean key [n, d]."""
-    tok = lm.tokenizer
+def _keys_and_states(lm, reqs, layer: int, z_layer: int, contexts, batch_size: int,
+                     tokens: Sequence[RequestTokens] | None = None):
+    """Mean key over contexts [n, m] and current z-layer state of the plain prompt [n, d], read at the
+    subject's last token of each prompt in each context (``tokens``: the requests' tokens, as the target
+    optimisation read them; default: tokenised here)."""
     mlp_name, z_name = lm.name_of("mlp_out", layer), lm.name_of("layer", z_layer)
-    ctxs = per_request_contexts(contexts, len(reqs))
+    ctxs = per_request_contexts(contexts, reqs)
+    tokens = _tokens(lm, reqs, ctxs, tokens)
     n_ctx = len(ctxs[0])
     weights = _context_weights(ctxs[0]).to(lm.device)
     keys, zs = [], []
     for s in range(0, len(reqs), batch_size):
         chunk = reqs[s : s + batch_size]
         seqs, look = [], []
-        for q, cs in zip(chunk, ctxs[s : s + batch_size]):
-            for c in cs:
-                ids, idx = subject_last_index(tok, c.format(q.prompt), q.subject)
+        for t in tokens[s : s + batch_size]:
+            for ids, idx in t.prompt_rows():
                 seqs.append(ids)
                 look.append(idx)
-        b = encode(tok, seqs, lm.device)
+        b = encode(lm.tokenizer, seqs, lm.device)
         with TraceDict(lm.model, [mlp_name, z_name], retain_input=True, stop=True) as td:
             lm.model(**b.to_model_kwargs(), use_cache=False)
         rows = torch.arange(len(seqs), device=lm.device)
@@ -507,10 +414,11 @@ def layer_update(lm: LoadedModel, layer: int, keys: torch.Tensor, resid: torch.T
     return upd if lm.spec.weight_layout == "out_in" else upd.T
 
 
-class MemitDelta:
-    """Weight updates of one MEMIT edit: ``{parameter name: dW}`` in each parameter's own layout.
+class WeightDelta:
+    """Weight updates of one edit (MEMIT's, PMET's): ``{parameter name: dW}`` in each parameter's own layout.
 
     ``apply`` keeps a copy of the original weights, so ``remove`` restores them bit for bit.
+    ``MemitDelta`` is the same class under its former name.
     """
 
     def __init__(self, deltas: dict[str, torch.Tensor], meta: dict | None = None):
@@ -522,7 +430,7 @@ class MemitDelta:
     def is_applied(self) -> bool:
         return bool(self._backup)
 
-    def apply(self, lm: LoadedModel) -> "MemitDelta":
+    def apply(self, lm: LoadedModel) -> "WeightDelta":
         if self._backup:
             raise RuntimeError("this delta is already applied; remove() it first")
         params = dict(lm.model.named_parameters())
@@ -557,10 +465,10 @@ class MemitDelta:
         finally:
             self.remove(lm)
 
-    def __add__(self, other: "MemitDelta") -> "MemitDelta":
+    def __add__(self, other: "WeightDelta") -> "WeightDelta":
         keys = set(self.deltas) | set(other.deltas)
         out = {k: self.deltas.get(k, 0) + other.deltas.get(k, 0) for k in keys}
-        return MemitDelta(out, {"sum_of": [self.meta, other.meta]})
+        return WeightDelta(out, {"sum_of": [self.meta, other.meta]})
 
     def save(self, path: str | Path) -> Path:
         from safetensors.torch import save_file
@@ -572,7 +480,7 @@ class MemitDelta:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, device=None) -> "MemitDelta":
+    def load(cls, path: str | Path, device=None) -> "WeightDelta":
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt", device=str(device or "cpu")) as f:
@@ -581,18 +489,25 @@ class MemitDelta:
         return cls(deltas, meta)
 
 
+MemitDelta = WeightDelta  # the former name (notebooks, tests, memat.api)
+
+
 def write_layers(
     lm: LoadedModel, requests: Sequence[EditRequest], hp: MemitHparams, stats: dict[int, torch.Tensor] | None,
-    contexts: Sequence[str], residual, progress: bool = False, desc: str = "layers",
+    contexts: Sequence[str] | Sequence[Sequence[str]], residual, progress: bool = False, desc: str = "layers",
+    tokens: Sequence[RequestTokens] | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """The per-layer write shared by MEMIT and PMET: for each edited layer in order, the keys at the
     subject's last token and the residual ``residual(i, layer, cur)`` (``cur``: the current hidden states at
     the last edited layer, from the model with the earlier layers' updates applied) are solved into an
     update of the MLP output weights (:func:`layer_update`) that is applied before the next layer.
+    ``tokens``: the requests tokenised in ``contexts`` (default: tokenised here, once for all layers).
 
     Returns ``({weight name: update}, per-layer log)``; the weights are restored afterwards, exceptions
     included, so the caller's model is left as it was."""
     z_layer = hp.layers[-1]
+    contexts = per_request_contexts(contexts, requests)
+    tokens = _tokens(lm, requests, contexts, tokens)
     params = dict(lm.model.named_parameters())
     wnames = {l: lm.name_of("mlp_out", l) + ".weight" for l in hp.layers}
     backup = {l: params[wnames[l]].detach().clone() for l in hp.layers}
@@ -600,7 +515,7 @@ def write_layers(
     layer_log = []
     try:
         for i, layer in enumerate(tqdm(hp.layers, desc=desc, disable=not progress, leave=False)):
-            keys, cur = _keys_and_states(lm, requests, layer, z_layer, contexts, hp.batch_size)
+            keys, cur = _keys_and_states(lm, requests, layer, z_layer, contexts, hp.batch_size, tokens=tokens)
             resid = residual(i, layer, cur)  # [n, d]
             # lambda E[k k^T]; without statistics the identity (ROME's mom2_adjustment=False): K K^T alone is
             # singular whenever there are fewer edits than key dimensions
@@ -627,7 +542,7 @@ def compute_memit(
     lang: str | None = None,
     progress: bool = True,
     targets: tuple[torch.Tensor, list[dict]] | None = None,
-) -> MemitDelta:
+) -> WeightDelta:
     """Compute a MEMIT edit; the model's weights are the same before and after (exceptions included).
 
     ``requests`` may be :class:`EditRequest` or :class:`EditCase` (then ``lang`` picks the view).
@@ -637,10 +552,7 @@ def compute_memit(
     ``targets`` = ``(zs, logs)`` from an earlier :func:`compute_targets` with the same requests, last
     layer and optimisation settings skips that step (hyperparameter sweeps of the solve).
     """
-    if requests and isinstance(requests[0], EditCase):
-        if lang is None:
-            raise ValueError("compute_memit: pass lang= to edit EditCase records")
-        requests = requests_from_cases(requests, lang)
+    requests = resolve_requests(requests, lang, "compute_memit")
     if not requests:
         raise ValueError("compute_memit: no requests")
     bad = [l for l in hp.layers if not 0 <= l < lm.n_layers]
@@ -650,13 +562,16 @@ def compute_memit(
         raise ValueError("compute_memit: mom2_adjustment needs stats for every edited layer (memat.stats.layer_stats)")
     if contexts is None:
         contexts = context_templates(lm, lang or "en", hp.context_templates)
+    contexts = per_request_contexts(contexts, requests)
+    tokens = tokenize_requests(lm.tokenizer, requests, contexts)  # once: the targets' rows and every layer's keys
     if targets is None:
-        zs, _, logs = compute_targets(lm, requests, hp, contexts, progress)
+        zs, _, logs = compute_targets(lm, requests, hp, contexts, progress, tokens=tokens)
     else:
         zs, logs = targets
 
     deltas, layer_log = write_layers(
-        lm, requests, hp, stats, contexts, lambda i, layer, cur: (zs - cur) / (len(hp.layers) - i), progress, "MEMIT layers")
+        lm, requests, hp, stats, contexts, lambda i, layer, cur: (zs - cur) / (len(hp.layers) - i), progress,
+        "MEMIT layers", tokens=tokens)
     meta = {
         "model": lm.name,
         "hparams": hp.to_dict(),
@@ -665,7 +580,7 @@ def compute_memit(
         "targets": logs,
         "layers": layer_log,
     }
-    return MemitDelta(deltas, meta)
+    return WeightDelta(deltas, meta)
 
 
 # --------------------------------------------------------------------------- cached edits
@@ -678,15 +593,13 @@ def target_cache_keys(lm: LoadedModel, requests: Sequence[EditRequest], hp: Memi
     """One sha256 per request of everything its target vector depends on: the model's weights (all
     blocks), device type and dtype, the last edited layer, the optimisation settings, the request (prompt,
     subject, new target, KL prompts) and the contexts. A request's target does not depend on the other
-    requests of its batch (its own delta, loss and early stop), so targets are cached one by one."""
-    import hashlib
-
+    requests of its batch (its own shift, loss and early stop), so targets are cached one by one."""
     from .stats import model_fingerprints
 
     top = lm.n_layers - 1
-    ctxs = per_request_contexts(contexts, len(requests))
+    ctxs = per_request_contexts(contexts, requests)
     fingerprint = model_fingerprints(lm, [top])[top]
-    bases = {c: json.dumps({
+    bases = {c: {
         "model": fingerprint,
         "device": lm.device.type,
         "dtype": str(lm.dtype),
@@ -695,31 +608,33 @@ def target_cache_keys(lm: LoadedModel, requests: Sequence[EditRequest], hp: Memi
         "contexts": list(c),  # the request's own contexts
         "method": "suffix",  # compute_targets' default (same values as "full" up to float rounding)
         "version": 3,  # 3: the model fingerprint no longer reads the checkpoint path (machine-independent keys)
-    }, sort_keys=True, default=str) for c in set(ctxs)}
-    return [hashlib.sha256((bases[c] + json.dumps([q.prompt, q.subject, q.target_new, list(q.kl_prompts)])).encode()).hexdigest()
+    } for c in set(ctxs)}
+    return [content_key(bases[c], [q.prompt, q.subject, q.target_new, list(q.kl_prompts)])
             for q, c in zip(requests, ctxs)]
 
 
-def _read_cached_target(path: Path, key: str) -> tuple[torch.Tensor, dict] | None:
-    """The target vector and optimisation log that :func:`cached_targets` wrote to ``path`` for ``key``, or
-    ``None``: for a file of another key (the file name holds only its first 32 characters) silently, for an
-    unreadable file (truncated, corrupt, a field missing) with a warning naming it, so that the target is
-    computed again and the broken entry overwritten, never silently skipped."""
-    from safetensors import SafetensorError, safe_open
+def _load_target(path: Path, key: str) -> tuple[torch.Tensor, dict]:
+    """The target vector and optimisation log :func:`cached_targets` wrote to ``path`` for ``key``; raises
+    if the file is unreadable (truncated, corrupt, a field missing) or of another key."""
+    from safetensors import safe_open
 
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("key") != key:
-                return None
-            z = f.get_tensor("z")
-        log = json.loads(meta["log"])
-        if not isinstance(log, dict):
-            raise ValueError(f"the log is a JSON {type(log).__name__}, not an object")
-    except (OSError, ValueError, KeyError, SafetensorError) as e:  # reading and parsing only
-        warnings.warn(f"target cache {path} is unreadable ({type(e).__name__}: {e}); recomputing")
-        return None
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        check_key(meta.get("key"), key)
+        z = f.get_tensor("z")
+    log = json.loads(meta["log"])
+    if not isinstance(log, dict):
+        raise ValueError(f"the log is a JSON {type(log).__name__}, not an object")
     return z, log
+
+
+def _save_target(key: str):
+    def save(entry: tuple[torch.Tensor, dict], path: Path) -> None:
+        from safetensors.torch import save_file
+
+        save_file({"z": entry[0]}, str(path), metadata={"key": key, "log": json.dumps(entry[1])})
+
+    return save
 
 
 def cached_targets(
@@ -732,30 +647,21 @@ def cached_targets(
     a MEMIT edit's time; the solve is cheap, so edits of overlapping request sets (the nested sets of the
     scaling experiment, the joint edit of both languages) share their targets. An unreadable entry is
     reported (``warnings.warn`` naming the file) and its target computed again."""
-    from safetensors.torch import save_file
-
-    from .paths import cache_dir
-
     requests = list(requests)
-    ctxs = per_request_contexts(contexts, len(requests))
+    ctxs = per_request_contexts(contexts, requests)
     keys = target_cache_keys(lm, requests, hp, ctxs)
-    folder = cache_dir() / "targets" / lm.name.replace("/", "__")
+    paths = [entry_path("targets", key, lm.name) for key in keys]
     found: dict[int, tuple[torch.Tensor, dict]] = {}
     for i, key in enumerate(keys):
-        path = folder / f"{key[:32]}.safetensors"
-        if path.is_file():
-            cached = _read_cached_target(path, key)
-            if cached is not None:
-                found[i] = cached
+        got = read(paths[i], lambda p, key=key: _load_target(p, key), "target")
+        if got is not None:
+            found[i] = got
     missing = [i for i in range(len(requests)) if i not in found]
     if missing:
         zs, _, logs = compute_targets(lm, [requests[i] for i in missing], hp, [ctxs[i] for i in missing], progress)
-        folder.mkdir(parents=True, exist_ok=True)
         for j, i in enumerate(missing):
-            z = zs[j].detach().float().cpu().contiguous()
-            found[i] = (z, logs[j])
-            with atomic_path(folder / f"{keys[i][:32]}.safetensors") as tmp:
-                save_file({"z": z}, str(tmp), metadata={"key": keys[i], "log": json.dumps(logs[j])})
+            found[i] = (zs[j].detach().float().cpu().contiguous(), logs[j])
+            write(paths[i], found[i], _save_target(keys[i]))
     z = torch.stack([found[i][0] for i in range(len(requests))]).to(lm.device)
     logs = [dict(found[i][1], case_id=requests[i].case_id) for i in range(len(requests))]
     return z, logs
@@ -764,13 +670,7 @@ def cached_targets(
 def stats_key(stats: dict[int, torch.Tensor] | None) -> str:
     """sha256 of key statistics (each layer number and its tensor's float32 bytes, in layer order): the
     ``stats_key`` of :func:`memit_cache_key`."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for layer in sorted(stats or {}):
-        h.update(str(layer).encode())
-        h.update(stats[layer].detach().float().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+    return tensors_key((layer, stats[layer]) for layer in sorted(stats or {}))
 
 
 #: Hyperparameters an edit computed from given statistics does not read: how the statistics were made (they
@@ -788,8 +688,6 @@ def memit_cache_key(
     (or per-request languages) and seed of the generated contexts, and ``stats_key`` (which statistics
     were used). Nothing of the machine: not the cache, data or project directory, nor where the model
     was loaded from."""
-    import hashlib
-
     from .stats import model_fingerprints
 
     top = lm.n_layers - 1
@@ -809,7 +707,25 @@ def memit_cache_key(
         payload["method"] = type(hp).__name__
     if context_langs is not None:  # per-request prefix languages (keys of shared-language edits unchanged)
         payload["context_langs"] = list(context_langs)
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return content_key(payload)
+
+
+def _edit_memit(lm: LoadedModel, requests: Sequence[EditRequest], hp: MemitHparams, stats, lang: str,
+                contexts, progress: bool, cache: bool) -> WeightDelta:
+    """The MEMIT edit of :func:`cached_memit` (registered for :class:`MemitHparams`): its target vectors
+    from the per-request cache (:func:`cached_targets`) when ``cache``."""
+    targets = cached_targets(lm, requests, hp, contexts, progress) if cache else None
+    return compute_memit(lm, requests, hp, stats=stats, lang=lang, progress=progress, contexts=contexts,
+                         targets=targets)
+
+
+register_edit_method(MemitHparams, _edit_memit)
+
+
+def _load_delta(path: Path, key: str) -> WeightDelta:
+    delta = WeightDelta.load(path)
+    check_key(delta.meta.get("cache_key"), key)
+    return delta
 
 
 def cached_memit(
@@ -822,27 +738,29 @@ def cached_memit(
     cache: bool = True,
     context_seed: int = 0,
     context_langs: Sequence[str] | None = None,
-) -> MemitDelta:
-    """:func:`compute_memit` (or :func:`memat.pmet.compute_pmet` for PMET hyperparameters) with an on-disk cache (``<cache dir>/deltas/<model>/<key>.safetensors``).
+) -> WeightDelta:
+    """:func:`compute_memit` (or :func:`memat.pmet.compute_pmet` for PMET hyperparameters: the method
+    registered for ``type(hp)``, :func:`memat.cache.edit_method`) with an on-disk cache
+    (``<cache dir>/deltas/<model>/<key>.safetensors``).
 
     Several notebooks edit the same cases with the same model and settings (02, 03 and 04 share their
     Catalan edits); the second one loads the delta instead of recomputing it. The key
     (:func:`memit_cache_key`) covers the model's weights, device, dtype, hyperparameters, requests,
-    language, context seed and a hash of the key statistics, so a stale delta is never returned.
+    language, context seed and a hash of the key statistics, so a stale delta is never returned; an
+    unreadable entry is reported (``warnings.warn`` naming the file) and computed again.
     ``cache=False`` computes without reading or writing the cache.
 
     ``context_langs`` (one language per request) gives each request random prefixes generated in its own
     language, for an edit of requests in several languages at once (Table 3's joint edit); by default
     every request gets prefixes in ``lang``.
     """
-    from .paths import cache_dir
-
-    requests = requests_from_cases(cases, lang) if cases and isinstance(cases[0], EditCase) else list(cases)
+    requests = resolve_requests(cases, lang, "cached_memit")
     if context_langs is not None:
         context_langs = list(context_langs)
         if len(context_langs) != len(requests) or not all(isinstance(l, str) and l for l in context_langs):
             raise ValueError(f"cached_memit: context_langs needs one language code per request ({len(requests)}), "
                              f"got {len(context_langs)} items")
+    edit = edit_method(hp)
 
     def compute():
         if context_langs is None:
@@ -850,14 +768,7 @@ def cached_memit(
         else:
             by_lang = {l: context_templates(lm, l, hp.context_templates, seed=context_seed) for l in dict.fromkeys(context_langs)}
             contexts = [by_lang[l] for l in context_langs]
-        if type(hp).__name__ == "PmetHparams":
-            from .pmet import compute_pmet
-
-            delta = compute_pmet(lm, requests, hp, stats=stats, lang=lang, progress=progress, contexts=contexts)
-        else:
-            targets = cached_targets(lm, requests, hp, contexts, progress) if cache else None
-            delta = compute_memit(lm, requests, hp, stats=stats, lang=lang, progress=progress, contexts=contexts,
-                                  targets=targets)
+        delta = edit(lm, requests, hp, stats, lang, contexts, progress, cache)
         if context_langs is not None:
             delta.meta["context_langs"] = context_langs
         return delta
@@ -865,13 +776,11 @@ def cached_memit(
     if not cache:
         return compute()
     key = memit_cache_key(lm, requests, hp, lang, context_seed, stats_key(stats), context_langs)
-    path = cache_dir() / "deltas" / lm.name.replace("/", "__") / f"{key[:32]}.safetensors"
-    if path.is_file():
-        delta = MemitDelta.load(path)
-        if delta.meta.get("cache_key") == key:
-            return delta
-    delta = compute()
-    delta.meta["cache_key"] = key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    delta.save(path)
+
+    def compute_keyed():
+        delta = compute()
+        delta.meta["cache_key"] = key
+        return delta
+
+    delta, _ = cached("deltas", key, compute_keyed, lambda d, p: d.save(p), lambda p: _load_delta(p, key), model=lm.name)
     return delta

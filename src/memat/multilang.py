@@ -35,7 +35,7 @@ from .data.loaders import subject_jaccard
 from .data.records import EditCase
 from .evaluate import METRIC_NAMES, mean_ci, paired_difference, summarize
 from .experiments import jaccard_group
-from .power import two_group_comparison
+from .power import CANNOT_TELL, two_group_comparison
 from .report import ALPHA, POWER, at_this_n, jaccard_comparison, reference_effect
 
 __all__ = [
@@ -49,6 +49,10 @@ __all__ = [
     "memat_gain_by_language",
     "transfer_by_jaccard_group",
     "transfer_regression",
+    "resolve_langs",
+    "load_bmike53_languages",
+    "heads_for",
+    "many_language_verdicts",
 ]
 
 #: The script of a string without letters (digits, punctuation, spaces only), as Unicode's Script property
@@ -590,3 +594,110 @@ def transfer_regression(edited: pd.DataFrame, overlap: pd.DataFrame, unedited: p
         "seed": int(seed),
         "level": float(level),
     }
+
+
+# --------------------------------------------------------------------------- notebook 08's steps
+def resolve_langs(langs, edit_lang: str = "en") -> list[str]:
+    """The languages notebook 08 evaluates: ``edit_lang`` first, then ``langs`` in order without repeats.
+    ``langs="all"``: every BMIKE-53 language (English and :data:`memat.data.BMIKE53_LANGS`). A language
+    without a BMIKE-53 file is an error listing the available ones."""
+    from .data import BMIKE53_LANGS
+
+    if isinstance(langs, str):
+        if langs != "all":
+            raise ValueError(f"LANGS: a list of language codes or 'all', got {langs!r}")
+        langs = list(BMIKE53_LANGS)
+    langs = [edit_lang, *langs, *(["en"] if langs == list(BMIKE53_LANGS) else [])]
+    known = ("en", *BMIKE53_LANGS)  # every file pairs English with one of BMIKE53_LANGS
+    unknown = [l for l in langs if l not in known]
+    if unknown:
+        raise ValueError(f"LANGS/EDIT_LANG: no BMIKE-53 file for {unknown}; available: {', '.join(known)}")
+    out = list(dict.fromkeys(langs))
+    if len(out) < 2:
+        raise ValueError(f"LANGS: at least one language besides the edit language {edit_lang!r}, got {langs[1:]}")
+    return out
+
+
+def load_bmike53_languages(langs: Sequence[str], source_dir=None) -> tuple[list[EditCase], pd.DataFrame]:
+    """The BMIKE-53 cases present in every language of ``langs`` (each file pairs English with one language;
+    :func:`merge_languages`) and a table of what each file kept and skipped: ``lang, loaded`` and one column
+    per skip reason (a record without the language's part, a subject absent from its question), then
+    ``common``, the cases kept in every language."""
+    from .data import load_dataset
+
+    others = [l for l in dict.fromkeys(langs) if l != "en"]
+    if not others:
+        raise ValueError(f"load_bmike53_languages: needs a language besides English, got {list(langs)}")
+    loads = {x: load_dataset("bmike53_counterfact", langs=["en", x], source_dir=source_dir) for x in others}
+    cases = merge_languages([r.cases for r in loads.values()], ref="en")
+    reasons = sorted({k for r in loads.values() for k in r.skipped})
+    skips = pd.DataFrame([{"lang": x, "loaded": len(r), **{k: int(r.skipped.get(k, 0)) for k in reasons}}
+                          for x, r in loads.items()])
+    skips["common"] = len(cases)
+    return cases, skips
+
+
+def heads_for(heads_results: dict, edit_lang: str, head_set: str, k: int) -> list[tuple[int, int]]:
+    """The top-``k`` heads of notebook 03's probe map for editing and probing in ``edit_lang``
+    (``"<edit_lang>-><edit_lang>"``, its ``head_set`` "all" or "refined"). A missing map is an error listing
+    the ones the results file has."""
+    from .heads import ProbeResult
+
+    probes = heads_results.get("probes") or {}
+    key = f"{edit_lang}->{edit_lang}"
+    if key not in probes:
+        raise ValueError(f"heads: notebook 03's results have no probe map {key!r} (maps: {sorted(probes)}); "
+                         f"run notebook 03 with {edit_lang!r} among its languages")
+    if head_set not in probes[key]:
+        raise ValueError(f"HEAD_SET: {head_set!r} is not one of {sorted(probes[key])}")
+    return [tuple(h) for h in ProbeResult.from_dict(probes[key][head_set]).top_k(k)]
+
+
+def many_language_verdicts(transfer: pd.DataFrame, pooled: pd.DataFrame, regression: dict, gain: pd.DataFrame,
+                           edit_lang: str, model: str, n_cases: int) -> dict:
+    """Notebook 08's two answers, each ``{verdict, statement, ...}`` with the numbers it rests on.
+
+    * ``tokenisation``: does transfer follow subject tokenisation beyond English and Catalan? Read on the
+      pooled J = 1 against J <= 0.5 difference of the ES transfer gain (:func:`transfer_by_jaccard_group`):
+      "holds" when its interval lies above 0, "does not hold" when it lies below 0 or could have detected
+      the reference effect and contains 0, "cannot tell at this n" otherwise; the regression's Jaccard
+      coefficient (log-odds, bootstrap interval) is quoted beside it.
+    * ``memat_unseen_languages``: does MEMAT benefit languages it was not trained on? The rule of
+      :func:`memat.experiments.magnitude_verdict` on the EM/PM gains MEMAT - MEMIT of every language but
+      ``edit_lang``; "cannot tell at this n" when every such interval contains 0 and none could detect the
+      reference effect."""
+    from .experiments import magnitude_verdict
+
+    effect, effect_name = reference_effect()
+    es = pooled[pooled.metric == "ES"]
+    if es.empty:
+        raise ValueError("many_language_verdicts: pooled has no ES row")
+    r = es.iloc[0]
+    reading = r["at_this_n"]
+    if reading == "differs":
+        tok = "holds" if r["diff"] > 0 else "does not hold"
+    elif reading.startswith("no ") and reading.endswith("-point difference"):
+        tok = "does not hold"
+    else:
+        tok = CANNOT_TELL if reading == CANNOT_TELL else reading
+    coef = regression["coefficients"].set_index("term")
+    bj = coef.loc["jaccard"] if "jaccard" in coef.index else None
+    reg_text = (f"; the regression's Jaccard coefficient is {bj['coef']:+.2f} log-odds [{bj['lo']:+.2f}, {bj['hi']:+.2f}] "
+                f"over {regression['n_prompts']} prompts") if bj is not None else ""
+    tokenisation = {
+        "verdict": tok, "diff": float(r["diff"]), "lo": float(r["lo"]), "hi": float(r["hi"]), "mde": float(r["mde"]),
+        "effect": effect,
+        "statement": (f"ES transfer gain for J = 1 minus J <= 0.5, pooled over {transfer.lang.nunique() - 1} languages "
+                      f"on {model} with {n_cases} facts: {r['diff']:+.1f} points [{r['lo']:+.1f}, {r['hi']:+.1f}], "
+                      f"detectable difference {r['mde']:.1f} against {effect_name} ({reading}){reg_text}."),
+    }
+    cross = gain[gain.lang != edit_lang]
+    mv = magnitude_verdict(cross.assign(setting=edit_lang), {edit_lang: edit_lang}, model, n_cases)
+    mag = cross[cross.metric.isin(["EM", "PM"])]
+    blind = bool(len(mag)) and bool(((mag.lo <= 0) & (mag.hi >= 0) & (mag.mde > effect)).all())
+    memat = {
+        "verdict": CANNOT_TELL if blind else {"appear": "holds", "do not appear": "does not hold"}.get(mv["verdict"], "holds in part"),
+        "magnitude_verdict": mv,
+        "statement": mv["statement"] + (f" Every interval contains 0 and none could detect {effect_name}." if blind else ""),
+    }
+    return {"tokenisation": tokenisation, "memat_unseen_languages": memat}

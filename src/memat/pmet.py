@@ -5,22 +5,22 @@ subject's last token of the last edited layer ``L`` and writes the whole of it i
 that this state also carries what attention (MHSA) and the residual connection put there, so it
 optimises the two *transformer-component* hidden states separately and writes only the FFN one:
 
-1. **Targets.** At layer ``L`` two deltas are added at the subject's last token, in every prompt (the
-   rewrite prompt after each random prefix and the KL prompts): ``delta_attn`` on the output of the
-   attention output projection (``ArchSpec.attn_out``) and ``delta_ffn`` on the output of the MLP output
+1. **Targets.** At layer ``L`` two shifts are added at the subject's last token, in every prompt (the
+   rewrite prompt after each random prefix and the KL prompts): ``shift_attn`` on the output of the
+   attention output projection (``ArchSpec.attn_out``) and ``shift_ffn`` on the output of the MLP output
    projection (``ArchSpec.mlp_out``), the two modules of the reference code's ``attn_module_tmp`` /
    ``mlp_module_tmp``. They are optimised jointly with Adam on MEMIT's loss (NLL of the new target, KL
-   of the "{subject} is a" distribution, weight decay ``|delta| / |init|^2`` for *each* delta, each
+   of the "{subject} is a" distribution, weight decay ``|shift| / |init|^2`` for *each* shift, each
    clamped to ``clamp_norm_factor`` times the norm of its own module output), plus PMET's stopping rule:
    once every target token is the model's argmax, the NLL weight drops to ``argmax_nll_decay`` times
    ``nll_loss_factor`` and the optimisation stops as soon as ``kl_factor * KL <= kl_stop_loss``.
    The blocks up to ``L - 1`` never change, so their output is computed once and only blocks ``L..``
    are replayed (:class:`~memat.forward.TailRunner`, started at block ``L``'s input); edits of a batch
    are optimised together, each frozen when it stops, exactly as one at a time (as :mod:`memat.memit`).
-2. **Only the FFN part is written.** The attention delta is discarded. The FFN target of each edit is
-   the FFN's contribution to the residual stream at ``L`` with ``delta_ffn`` added, ``z = m_L + delta_ffn``
+2. **Only the FFN part is written.** The attention shift is discarded. The FFN target of each edit is
+   the FFN's contribution to the residual stream at ``L`` with ``shift_ffn`` added, ``z = m_L + shift_ffn``
    (for Gemma 2/3, whose MLP output passes through ``post_feedforward_layernorm``:
-   ``z = norm(m_L + delta_ffn)``, a point the layer can reach).
+   ``z = norm(m_L + shift_ffn)``, a point the layer can reach).
 3. **Update.** Layer after layer (keys and the current FFN contribution at ``L`` recomputed after each
    update, as PMET's ``execute_pmet``), the FFN residual ``r = z - ffn_L(current)`` is spread with
    PMET's square root, ``r / sqrt(#layers left)`` (``residual_spread: sqrt``; MEMIT divides by the number
@@ -35,9 +35,10 @@ commit c9a39ff), as also packaged in EasyEdit (``easyeditor/models/pmet``). As i
 residual of the earlier layers is measured on the FFN output of layer ``L`` (what those layers change there
 is small), so the sum written over the layers exceeds ``r``; that is the method, kept as published.
 
-The edit is a :class:`~memat.memit.MemitDelta` (only ``mlp_out`` weights of ``hp.layers``), so applying,
+The edit is a :class:`~memat.memit.WeightDelta` (only ``mlp_out`` weights of ``hp.layers``), so applying,
 removing, saving and evaluating it work as for MEMIT. The model is left exactly as it was, also when an
-exception interrupts the computation.
+exception interrupts the computation. Requests and their token rows are MEMIT's (:mod:`memat.requests`),
+tokenised once per edit.
 """
 from __future__ import annotations
 
@@ -51,12 +52,22 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import memit as _memit
+from .cache import register_edit_method
 from .data.records import EditCase
 from .forward import SuffixRunner, SuffixUnsupported, TailRunner, encode, subject_last_index
 from .hooks import TraceDict
 from .hparams import HparamsError, MemitHparams
-from .memit import EditRequest, MemitDelta, context_templates, requests_from_cases
+from .memit import WeightDelta
 from .models import LoadedModel
+from .requests import (
+    EditRequest,
+    RequestTokens,
+    Rows,
+    context_templates,
+    per_request_contexts,
+    resolve_requests,
+    tokenize_requests,
+)
 
 __all__ = ["PmetHparams", "PmetTargets", "compute_pmet", "compute_pmet_targets"]
 
@@ -65,8 +76,8 @@ __all__ = ["PmetHparams", "PmetTargets", "compute_pmet", "compute_pmet_targets"]
 class PmetHparams(MemitHparams):
     """MEMIT's hyperparameters plus PMET's (names of the reference implementation where it has them).
 
-    ``v_lr`` is the Adam learning rate of the FFN delta; ``attn_v_lr`` that of the attention delta (None:
-    the same, as the reference's single optimiser; 0: the attention delta stays zero, PMET's ablation
+    ``v_lr`` is the Adam learning rate of the FFN shift; ``attn_v_lr`` that of the attention shift (None:
+    the same, as the reference's single optimiser; 0: the attention shift stays zero, PMET's ablation
     without MHSA optimisation). Separate rates matter where the two module outputs have very different
     scales (Gemma's pre-norm MLP output is ~3 in norm, its attention output ~10-20).
     """
@@ -96,9 +107,9 @@ class PmetHparams(MemitHparams):
 class PmetTargets:
     """Optimised transformer-component states at the last edited layer, one row per edit.
 
-    ``ffn`` / ``ffn_init``: the FFN's contribution to the residual stream with / without ``delta_ffn``
+    ``ffn`` / ``ffn_init``: the FFN's contribution to the residual stream with / without ``shift_ffn``
     (after the post-MLP norm where the family has one): what the weight update writes.
-    ``attn`` / ``attn_init``: the attention output projection's output with / without ``delta_attn``
+    ``attn`` / ``attn_init``: the attention output projection's output with / without ``shift_attn``
     (diagnostics only: PMET discards it).
     """
 
@@ -140,9 +151,10 @@ def _first(x):
 
 def compute_pmet_targets(
     lm: LoadedModel, reqs: Sequence[EditRequest], hp: PmetHparams, contexts: Sequence[str], progress: bool = False,
-    method: str = "suffix",
+    method: str = "suffix", tokens: Sequence[RequestTokens] | None = None,
 ) -> PmetTargets:
-    """Jointly optimise the attention and FFN deltas at ``hp.layers[-1]`` for every request (batched).
+    """Jointly optimise the attention and FFN shifts at ``hp.layers[-1]`` for every request (batched).
+    ``tokens``: the requests already tokenised in ``contexts`` (default: tokenised here).
 
     ``method="suffix"`` (default) runs the positions before each row's subject-last token once (key/value
     cache) and each step replays block ``hp.layers[-1]`` and the blocks after it over the positions from that
@@ -150,11 +162,13 @@ def compute_pmet_targets(
     if method not in _memit.TARGET_METHODS:
         raise ValueError(f"compute_pmet_targets: method must be one of {_memit.TARGET_METHODS}, got {method!r}")
     z_layer = hp.layers[-1]
-    ctxs = _memit.per_request_contexts(contexts, len(reqs))
+    ctxs = per_request_contexts(contexts, reqs)
+    tokens = _memit._tokens(lm, reqs, ctxs, tokens)
     parts = []
     chunks = range(0, len(reqs), hp.batch_size)
     for s in tqdm(chunks, desc="PMET targets", disable=not progress, leave=False):
-        parts.append(_targets_chunk(lm, reqs[s : s + hp.batch_size], hp, ctxs[s : s + hp.batch_size], z_layer, method))
+        rows = Rows.join(tokens[s : s + hp.batch_size])
+        parts.append(_targets_chunk(lm, reqs[s : s + hp.batch_size], hp, rows, z_layer, method))
     return PmetTargets(
         *(torch.cat([getattr(p, f) for p in parts]) for f in ("ffn", "ffn_init", "attn", "attn_init")),
         logs=[l for p in parts for l in p.logs],
@@ -169,9 +183,8 @@ def _ffn_image(lm: LoadedModel, layer: int, m: torch.Tensor) -> torch.Tensor:
         return lm.module("post_mlp_norm", layer)(m.to(lm.dtype)).float()
 
 
-def _targets_chunk(lm: LoadedModel, reqs, hp: PmetHparams, contexts, z_layer: int, method: str = "full") -> PmetTargets:
+def _targets_chunk(lm: LoadedModel, reqs, hp: PmetHparams, rows: Rows, z_layer: int, method: str = "full") -> PmetTargets:
     dev = lm.device
-    rows = _memit._build_rows(lm.tokenizer, reqs, contexts)
     attn_name, mlp_name = lm.name_of("attn_out", z_layer), lm.name_of("mlp_out", z_layer)
     n = len(reqs)
     suffix = method == "suffix" and z_layer > 0
@@ -180,7 +193,7 @@ def _targets_chunk(lm: LoadedModel, reqs, hp: PmetHparams, contexts, z_layer: in
             runner = SuffixRunner(lm, z_layer - 1)
             try:
                 with TraceDict(lm.model, [attn_name, mlp_name]) as td:
-                    h0 = runner.capture(rows.seqs, rows.lookup)
+                    h0 = runner.capture(rows.seqs, rows.positions)
             except SuffixUnsupported:
                 suffix = False
         if not suffix:
@@ -190,46 +203,46 @@ def _targets_chunk(lm: LoadedModel, reqs, hp: PmetHparams, contexts, z_layer: in
                 h0 = runner.capture(batch)
         a_out, m_out = _first(td[attn_name].output), _first(td[mlp_name].output)
         # positions are relative to the subject's last token in the suffix method (it is position 0)
-        offset = torch.tensor(rows.lookup, device=dev) if suffix else torch.zeros(len(rows.seqs), dtype=torch.long, device=dev)
+        offset = torch.tensor(rows.positions, device=dev) if suffix else torch.zeros(len(rows.seqs), dtype=torch.long, device=dev)
         kl_rows = torch.tensor(rows.kl_rows, device=dev, dtype=torch.long)
-        kl_idx = torch.tensor([rows.lookup[r] for r in rows.kl_rows], device=dev, dtype=torch.long) - offset[kl_rows]
+        kl_idx = torch.tensor([rows.positions[r] for r in rows.kl_rows], device=dev, dtype=torch.long) - offset[kl_rows]
         kl_init = F.log_softmax(lm.logits(runner.final[kl_rows, kl_idx]).float(), -1)
-    ctx0 = torch.tensor(rows.ctx0, device=dev)
-    look = torch.tensor(rows.lookup, device=dev) - offset
+    ctx0 = torch.tensor(rows.first_row, device=dev)
+    look = torch.tensor(rows.positions, device=dev) - offset
     m_init = m_out[ctx0, look[ctx0]].float()  # the plain prompt's value, as the reference records it
     a_init = a_out[ctx0, look[ctx0]].float()
     m_norm = m_init.norm(dim=-1).clamp(min=1e-12)
     a_norm = a_init.norm(dim=-1).clamp(min=1e-12)
     row_all = torch.arange(len(rows.seqs), device=dev)
-    edit_all = torch.tensor(rows.edit, device=dev)
-    tgt_rows = torch.tensor(rows.tgt_rows, device=dev)
+    edit_all = torch.tensor(rows.item_of_row, device=dev)
+    tgt_rows = torch.tensor(rows.tgt_row, device=dev)
     tgt_pos = torch.tensor(rows.tgt_pos, device=dev) - offset[tgt_rows]
-    tgt_ids = torch.tensor(rows.tgt_ids, device=dev)
+    tgt_ids = torch.tensor(rows.tgt_id, device=dev)
     n_rows = len(rows.seqs)
     tok_per_row = torch.zeros(n_rows, device=dev).index_add_(0, tgt_rows, torch.ones_like(tgt_rows, dtype=torch.float))
     is_rw = tok_per_row > 0
     rows_per_edit = torch.zeros(n, device=dev).index_add_(0, edit_all[is_rw], torch.ones(int(is_rw.sum()), device=dev))
     tok_edit = edit_all[tgt_rows]
-    kl_edit = torch.tensor(rows.kl_edit, device=dev)
+    kl_edit = torch.tensor(rows.kl_item, device=dev)
     kl_per_edit = torch.zeros(n, device=dev).index_add_(0, kl_edit, torch.ones_like(kl_edit, dtype=torch.float))
 
-    d_ffn = torch.zeros(n, m_out.shape[-1], device=dev, requires_grad=True)
-    d_attn = torch.zeros(n, a_out.shape[-1], device=dev, requires_grad=True)
-    groups = [{"params": [d_ffn], "lr": hp.v_lr}]
+    shift_ffn = torch.zeros(n, m_out.shape[-1], device=dev, requires_grad=True)
+    shift_attn = torch.zeros(n, a_out.shape[-1], device=dev, requires_grad=True)
+    groups = [{"params": [shift_ffn], "lr": hp.v_lr}]
     if hp.attn_lr > 0:
-        groups.append({"params": [d_attn], "lr": hp.attn_lr})
+        groups.append({"params": [shift_attn], "lr": hp.attn_lr})
     opt = torch.optim.Adam(groups)
 
-    def add_deltas(out, name):
-        d = d_ffn if name == mlp_name else d_attn
-        return out.index_put((row_all, look), d[edit_all].to(out.dtype), accumulate=True)
+    def add_shifts(out, name):
+        shift = shift_ffn if name == mlp_name else shift_attn
+        return out.index_put((row_all, look), shift[edit_all].to(out.dtype), accumulate=True)
 
     nll_w = torch.full((n,), hp.nll_loss_factor, device=dev)
     done = torch.zeros(n, dtype=torch.bool, device=dev)
     steps = torch.zeros(n, dtype=torch.long)
     hist = []
     argmax_all = torch.zeros(n, dtype=torch.bool, device=dev)
-    with TraceDict(lm.model, [attn_name, mlp_name], retain_output=False, edit_output=add_deltas):
+    with TraceDict(lm.model, [attn_name, mlp_name], retain_output=False, edit_output=add_shifts):
         for it in range(hp.v_num_grad_steps):
             out = runner.run(h0)
             lp = F.log_softmax(lm.logits(out[tgt_rows, tgt_pos]).float(), -1)
@@ -242,10 +255,9 @@ def _targets_chunk(lm: LoadedModel, reqs, hp: PmetHparams, contexts, z_layer: in
             kl_lp = F.log_softmax(lm.logits(out[kl_rows, kl_idx]).float(), -1)
             kl_row = (kl_lp.exp() * (kl_lp - kl_init)).sum(-1)  # KL(current || init), as MEMIT/PMET
             kl = torch.zeros(n, device=dev).index_add(0, kl_edit, kl_row) / kl_per_edit.clamp(min=1)
-            wd = hp.v_weight_decay * (d_ffn.norm(dim=-1) / m_norm**2 + d_attn.norm(dim=-1) / a_norm**2)
+            wd = hp.v_weight_decay * (shift_ffn.norm(dim=-1) / m_norm**2 + shift_attn.norm(dim=-1) / a_norm**2)
             loss = nll_w * nll + hp.kl_factor * kl + wd
-            hist.append({"nll": nll.detach().cpu(), "kl": kl.detach().cpu(), "loss": loss.detach().cpu(),
-                         "argmax": argmax_all.cpu()})
+            hist.append({"nll": nll.detach().cpu(), "kl": kl.detach().cpu(), "argmax": argmax_all.cpu()})
             steps += (~done).long().cpu()
             stop = loss.detach() < hp.early_stop_loss
             stop |= argmax_all & (hp.kl_factor * kl.detach() <= hp.kl_stop_loss)
@@ -255,14 +267,14 @@ def _targets_chunk(lm: LoadedModel, reqs, hp: PmetHparams, contexts, z_layer: in
                 break
             opt.zero_grad()
             loss[~done].sum().backward()
-            frozen = (d_ffn.detach()[done].clone(), d_attn.detach()[done].clone())
+            frozen = (shift_ffn.detach()[done].clone(), shift_attn.detach()[done].clone())
             opt.step()
             with torch.no_grad():
-                d_ffn[done], d_attn[done] = frozen
-                for d, norm in ((d_ffn, m_norm), (d_attn, a_norm)):
-                    scale = (hp.clamp_norm_factor * norm / d.norm(dim=-1).clamp(min=1e-12)).clamp(max=1.0)
-                    d.mul_(scale[:, None])
-    d_ffn, d_attn = d_ffn.detach(), d_attn.detach()
+                shift_ffn[done], shift_attn[done] = frozen
+                for shift, norm in ((shift_ffn, m_norm), (shift_attn, a_norm)):
+                    scale = (hp.clamp_norm_factor * norm / shift.norm(dim=-1).clamp(min=1e-12)).clamp(max=1.0)
+                    shift.mul_(scale[:, None])
+    shift_ffn, shift_attn = shift_ffn.detach(), shift_attn.detach()
     logs = []
     for e, q in enumerate(reqs):
         logs.append({
@@ -272,26 +284,34 @@ def _targets_chunk(lm: LoadedModel, reqs, hp: PmetHparams, contexts, z_layer: in
             "nll_end": float(hist[-1]["nll"][e]),
             "kl_end": float(hist[-1]["kl"][e]),
             "argmax_end": bool(hist[-1]["argmax"][e]),
-            "ffn_delta_ratio": float(d_ffn[e].norm() / m_norm[e]),
-            "attn_delta_ratio": float(d_attn[e].norm() / a_norm[e]),
+            "ffn_delta_ratio": float(shift_ffn[e].norm() / m_norm[e]),  # |shift| / |init|: the stored logs' names
+            "attn_delta_ratio": float(shift_attn[e].norm() / a_norm[e]),
         })
     return PmetTargets(
-        ffn=_ffn_image(lm, z_layer, m_init + d_ffn),
+        ffn=_ffn_image(lm, z_layer, m_init + shift_ffn),
         ffn_init=_ffn_image(lm, z_layer, m_init),
-        attn=a_init + d_attn,
+        attn=a_init + shift_attn,
         attn_init=a_init,
         logs=logs,
     )
 
 
+def _plain_prompts(lm: LoadedModel, reqs: Sequence[EditRequest]) -> list[tuple[list[int], int]]:
+    """Each request's plain rewrite prompt (no context): its token ids and the subject's last index."""
+    return [subject_last_index(lm.tokenizer, q.prompt, q.subject) for q in reqs]
+
+
 @torch.no_grad()
-def _ffn_contribution(lm: LoadedModel, reqs: Sequence[EditRequest], layer: int, batch_size: int) -> torch.Tensor:
+def _ffn_contribution(lm: LoadedModel, reqs: Sequence[EditRequest], layer: int, batch_size: int,
+                      plain: Sequence[tuple[list[int], int]] | None = None) -> torch.Tensor:
     """The FFN's current contribution to the residual stream at ``layer`` [n, d], at the subject's last
-    token of the plain rewrite prompt (the reference's ``get_module_input_output_at_words`` output)."""
+    token of the plain rewrite prompt (the reference's ``get_module_input_output_at_words`` output);
+    ``plain``: those prompts tokenised (:func:`_plain_prompts`; default: tokenised here)."""
     site = lm.name_of("post_mlp_norm" if lm.spec.post_mlp_norm is not None else "mlp_out", layer)
+    plain = _plain_prompts(lm, reqs) if plain is None else plain
     out = []
     for s in range(0, len(reqs), batch_size):
-        seqs, look = zip(*(subject_last_index(lm.tokenizer, q.prompt, q.subject) for q in reqs[s : s + batch_size]))
+        seqs, look = zip(*plain[s : s + batch_size])
         b = encode(lm.tokenizer, seqs, lm.device)
         with TraceDict(lm.model, [site], stop=True) as td:
             lm.model(**b.to_model_kwargs(), use_cache=False)
@@ -313,7 +333,7 @@ def compute_pmet(
     lang: str = "en",
     progress: bool = False,
     targets: PmetTargets | tuple[torch.Tensor, list[dict]] | None = None,
-) -> MemitDelta:
+) -> WeightDelta:
     """Compute a PMET edit; the model's weights are the same before and after (exceptions included).
 
     ``requests_or_cases`` are :class:`EditRequest` or :class:`EditCase` (``lang`` picks the view and the
@@ -322,9 +342,7 @@ def compute_pmet(
     :func:`compute_pmet_targets`, or ``(ffn_targets [n, d], logs)`` in residual-contribution space) skips
     the optimisation.
     """
-    requests = list(requests_or_cases)
-    if requests and isinstance(requests[0], EditCase):
-        requests = requests_from_cases(requests, lang)
+    requests = resolve_requests(requests_or_cases, lang, "compute_pmet")
     if not requests:
         raise ValueError("compute_pmet: no requests")
     if not isinstance(hp, PmetHparams):
@@ -337,9 +355,11 @@ def compute_pmet(
         raise ValueError("compute_pmet: mom2_adjustment needs stats for every edited layer (memat.stats.layer_stats)")
     if contexts is None:
         contexts = context_templates(lm, lang, hp.context_templates)
+    contexts = per_request_contexts(contexts, requests)
+    tokens = tokenize_requests(lm.tokenizer, requests, contexts)  # once: the targets' rows and every layer's keys
     z_layer = hp.layers[-1]
     if targets is None:
-        targets = compute_pmet_targets(lm, requests, hp, contexts, progress)
+        targets = compute_pmet_targets(lm, requests, hp, contexts, progress, tokens=tokens)
     if isinstance(targets, PmetTargets):
         zs, logs = targets.ffn, targets.logs
     else:
@@ -348,11 +368,12 @@ def compute_pmet(
     if zs.shape != (len(requests), lm.hidden_size):
         raise ValueError(f"targets have shape {tuple(zs.shape)}, expected {(len(requests), lm.hidden_size)}")
 
+    plain = _plain_prompts(lm, requests)
     deltas, layer_log = _memit.write_layers(
         lm, requests, hp, stats, contexts,
-        lambda i, layer, _cur: (zs - _ffn_contribution(lm, requests, z_layer, hp.batch_size))
+        lambda i, layer, _cur: (zs - _ffn_contribution(lm, requests, z_layer, hp.batch_size, plain))
         / _spread(hp.residual_spread, len(hp.layers) - i),
-        progress, "PMET layers")
+        progress, "PMET layers", tokens=tokens)
     meta = {
         "method": "PMET",
         "model": lm.name,
@@ -362,4 +383,14 @@ def compute_pmet(
         "targets": logs,
         "layers": layer_log,
     }
-    return MemitDelta(deltas, meta)
+    return WeightDelta(deltas, meta)
+
+
+def _edit_pmet(lm: LoadedModel, requests: Sequence[EditRequest], hp: PmetHparams, stats, lang: str, contexts,
+               progress: bool, cache: bool) -> WeightDelta:
+    """The PMET edit of :func:`memat.memit.cached_memit` (registered for :class:`PmetHparams`): computed
+    from scratch (PMET's targets are not cached), whatever ``cache``."""
+    return compute_pmet(lm, requests, hp, stats=stats, lang=lang, progress=progress, contexts=contexts)
+
+
+register_edit_method(PmetHparams, _edit_pmet)

@@ -41,6 +41,7 @@ same inputs give the same bytes (no dates, sorted rows, stable formatting).
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
@@ -55,6 +56,7 @@ from .io import atomic_write_text
 from .paths import project_root
 from .power import CANNOT_TELL, Comparison, paired_comparison, two_group_comparison, two_proportion_comparison
 from .published import NOT_TRANSCRIBED, PUBLISHED, Published, published
+from .settings import Setting, letter_lang
 
 __all__ = [
     "fmt",
@@ -836,7 +838,7 @@ def _build_memat(ctx: Context) -> list[str]:
             part = where(sub, lang=lang)
             if not part:
                 continue
-            lines += [f"Edits in {_lang({'C': 'ca', 'E': 'en'}[edit])}, evaluated in {_lang(lang)}:", ""]
+            lines += [f"Edits in {_lang(letter_lang(edit))}, evaluated in {_lang(lang)}:", ""]
             keys = [("method", "method", None), ("setting", "setting", None)]
             if any("cases" in r for r in part):
                 keys.append(("cases", "cases", None))  # set A, or set B of the recycled rows
@@ -914,22 +916,21 @@ def _judge_magnitude(ctx: Context) -> Verdict:
 
 def _judge_other_language(ctx: Context) -> Verdict:
     d = ctx[F4]
-    langs = {"C": "ca", "E": "en"}
-    settings = [s for s in _settings(d, starred=False) if len(s) == 2 and s[0] != s[1]]
+    settings = [s for s in _settings(d, starred=False) if Setting.parse(s).crosslingual]
     if not settings:
         raise KeyError("no CE/EC setting")
     parts, wins = [], 0
     diffs = _diffs(d, settings)
     for s, v in diffs.items():
-        other = langs[s[0]]  # the edit language, in which the heads were not trained
+        other = Setting.parse(s).edit_lang  # the edit language, in which the heads were not trained
         g = _mean([x for (lang, _), x in v.items() if lang == other])
         wins += g > 0
-        parts.append(f"{s} (heads trained in {_lang(langs[s[1]])}): {fmt(g)} points in {_lang(other)}")
+        parts.append(f"{s} (heads trained in {_lang(Setting.parse(s).eval_lang)}): {fmt(g)} points in {_lang(other)}")
     status = HOLDS if wins == len(parts) else PARTLY if wins else FAILS
     verdict = Verdict(status, "mean MEMAT − MEMIT over the metrics in the language the heads were not trained in: "
                       + "; ".join(parts))
     effect, name = reference_effect()
-    comps = _gain_comps(d, diffs, lambda r: len(r["setting"]) == 2 and r["lang"] == langs.get(r["setting"][0]))
+    comps = _gain_comps(d, diffs, lambda r: r["lang"] == Setting.parse(r["setting"]).edit_lang)  # CE/EC rows only
     return with_power(verdict, comps, effect, f"{name}, as the paper gives no effect for this claim", "paired cell")
 
 
@@ -1325,10 +1326,45 @@ def write_report(out: str | os.PathLike | None = None, *, results_dir: str | os.
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from .cli import main as cli_main
+# --------------------------------------------------------------------------- `memat report` (memat.cli registers it)
+def add_subcommand(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add ``memat report`` to the subparsers of the ``memat`` parser (:data:`memat.cli.SUBCOMMANDS`)."""
+    p = sub.add_parser(
+        "report",
+        help="build paper.md (the paper as this package reproduces it) from results/*.json and figures/",
+        description=(
+            "Write paper.md: for each figure and table of the paper, our figure, tables computed from "
+            "results/*.json, the published numbers beside ours (memat.published), the setting of our run, "
+            "and which of the paper's claims hold on our model. Sections whose results are missing say "
+            "'not run yet'. A section whose results also exist as results/<name>_full.json (the larger run "
+            "of configs/reproduce/cpu-full.yaml) shows both runs and judges its claims on the full one. "
+            "Same inputs, same bytes; written atomically."
+        ),
+    )
+    p.add_argument("--out", default=None, help="output file (default: <project>/paper.md)")
+    p.add_argument("--results-dir", default=None, help="results folder (default: <project>/results)")
+    p.add_argument("--figures-dir", default=None, help="figures folder (default: <project>/figures)")
+    p.add_argument("--suffix", default="", help="results of another run: results/<name><SUFFIX>.json (e.g. _aguila)")
+    p.add_argument("--stdout", action="store_true", help="print the report instead of writing it")
+    p.set_defaults(func=run_command)
 
-    return cli_main(["report", *(argv if argv is not None else sys.argv[1:])])
+
+def run_command(args: argparse.Namespace) -> int:
+    """The handler of ``memat report``: run it with the parsed ``args``; the exit code."""
+    if args.stdout:
+        sys.stdout.write(build_report(results_dir=args.results_dir, figures_dir=args.figures_dir, suffix=args.suffix))
+        return 0
+    out = write_report(args.out, results_dir=args.results_dir, figures_dir=args.figures_dir, suffix=args.suffix)
+    print(f"wrote {out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m memat.report [options]``: ``memat report [options]``, parsed by the same subcommand parser."""
+    parser = argparse.ArgumentParser(prog="memat")
+    add_subcommand(parser.add_subparsers(dest="command", metavar="COMMAND"))
+    args = parser.parse_args(["report", *(argv if argv is not None else sys.argv[1:])])
+    return int(args.func(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -41,6 +41,7 @@ executed notebook with the error stays in ``runs/``, the stamps of the notebooks
 """
 from __future__ import annotations
 
+import argparse
 import ast
 import contextlib
 import fnmatch
@@ -541,10 +542,48 @@ def reproduce(config: ReproduceConfig, *, force: bool = False, only: Sequence[st
     return done
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from .cli import main as cli_main
+# --------------------------------------------------------------------------- `memat reproduce` (memat.cli registers it)
+def add_subcommand(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add ``memat reproduce`` to the subparsers of the ``memat`` parser (:data:`memat.cli.SUBCOMMANDS`)."""
+    p = sub.add_parser(
+        "reproduce",
+        help="run the notebooks in order with papermill into runs/ (resumable), then rebuild paper.md",
+        description=(
+            "Run the notebooks of a reproduce config in order, each only if its code, parameters, the memat "
+            "package or its inputs changed since its last successful run (stamps in <runs_dir>/.stamps), "
+            "then rebuild the report. A failing notebook stops the run and is left executed in runs/."
+        ),
+    )
+    p.add_argument("--config", default="configs/reproduce/cpu.yaml",
+                   help="reproduce config (default: configs/reproduce/cpu.yaml; paper scale: configs/reproduce/paper.yaml)")
+    p.add_argument("--plan", action="store_true", help="only print which notebooks would run and why")
+    p.add_argument("--force", action="store_true", help="run the (selected) notebooks even if up to date")
+    p.add_argument("--only", action="append", metavar="NAME", default=None,
+                   help="consider only this notebook (repeatable); with --force, re-run just it")
+    p.add_argument("--no-report", action="store_true", help="do not rebuild the report at the end")
+    p.set_defaults(func=run_command)
 
-    return cli_main(["reproduce", *(argv if argv is not None else sys.argv[1:])])
+
+def run_command(args: argparse.Namespace) -> int:
+    """The handler of ``memat reproduce``: run it with the parsed ``args``; the exit code."""
+    try:
+        config = load_config(args.config)
+        reproduce(config, force=args.force, only=args.only, plan_only=args.plan, report=not args.no_report)
+    except ConfigError as exc:
+        print(f"memat reproduce: {exc}", file=sys.stderr)
+        return 2
+    except NotebookFailed as exc:
+        print(f"memat reproduce: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m memat.reproduce [options]``: ``memat reproduce [options]``, parsed by the same subcommand parser."""
+    parser = argparse.ArgumentParser(prog="memat")
+    add_subcommand(parser.add_subparsers(dest="command", metavar="COMMAND"))
+    args = parser.parse_args(["reproduce", *(argv if argv is not None else sys.argv[1:])])
+    return int(args.func(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,7 +22,6 @@ import resource
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -315,16 +314,19 @@ def _measured_root(root) -> Path:
     return cache_dir() / "measured"
 
 
-def _read_record(path: Path) -> dict | None:
-    """The record :func:`measured_cache` wrote at ``path``, or ``None`` with a warning naming the file when
-    it cannot be read or is not a JSON object (the result is then computed again, never silently)."""
+def _read_record(path: Path, key: str) -> dict:
+    """The record :func:`measured_cache` wrote at ``path`` for ``key``; raises
+    :class:`~memat.cache.UnreadableFile` naming it when it cannot be read, is not a JSON object or is of
+    another key (the result is then computed again, never silently)."""
+    from .cache import UnreadableFile, check_key
+
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(record, dict):
             raise ValueError(f"a JSON {type(record).__name__}, not an object")
-    except (OSError, ValueError) as e:  # unreadable, not UTF-8, not JSON, not an object
-        warnings.warn(f"measured cache {path} is unreadable ({type(e).__name__}: {e}); recomputing")
-        return None
+        check_key(record.get("key"), key)
+    except (OSError, ValueError) as e:  # missing, unreadable, not UTF-8, not JSON, not an object, another key
+        raise UnreadableFile(path, e) from e
     return record
 
 
@@ -341,40 +343,43 @@ def measured_cache(
     """``compute()`` once under :func:`measure`, its result and its measurement kept on disk.
 
     The first call for ``key`` (or any call with ``refresh=True``) runs ``compute()`` under
-    ``measure(device)``, then writes the result with ``save(result, path)`` to
-    ``<root>/<name>/<key[:32]>.safetensors`` and a record beside it (``.json``: the key, the
+    ``measure(device)``, then writes the result with ``save(result, path)`` (a temporary file renamed to
+    ``<root>/<name>/<key[:32]>.safetensors``) and a record beside it (``.json``: the key, the
     :class:`Measurement` as a dict, torch's CPU thread count). Later calls return ``load(path)`` and the
     recorded measurement, so they report what computing the result cost. ``root`` defaults to
-    ``<memat cache dir>/measured``. A record whose key differs (a clash of the 32-character file name) or
-    whose result file is missing is recomputed; an unreadable record or result file is reported
-    (``warnings.warn`` naming it) and recomputed. Errors of ``compute`` and ``save`` are not caught.
+    ``<memat cache dir>/measured``. A missing result file is computed; an entry that cannot be used (a
+    record missing, unreadable or of another key, from a clash of the 32-character file name; a result
+    file ``load`` fails on) is reported (``warnings.warn`` naming the file) and recomputed
+    (:func:`memat.cache.cached`). Errors of ``compute`` and ``save`` are not caught.
 
     Returns ``(result, record, fresh)``: ``record["measurement"]`` is the measurement, ``fresh`` is True
     when the result was computed by this call.
     """
     import torch
 
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"key must be a non-empty string, got {key!r}")
-    folder = _measured_root(root) / name
-    path = folder / f"{key[:32]}.safetensors"
-    rec_path = folder / f"{key[:32]}.json"
-    if not refresh and path.is_file() and rec_path.is_file():
-        record = _read_record(rec_path)
-        if record is not None and record.get("key") == key:
-            try:
-                return load(path), record, False
-            except Exception as e:  # noqa: BLE001 - ``load`` is the caller's: any error is reported, then recomputed
-                warnings.warn(f"measured cache {path} is unreadable ({type(e).__name__}: {e}); recomputing")
-    with measure(device) as m:
-        result = compute()
+    from .cache import cached, entry_path
     from .io import atomic_write_text
 
-    folder.mkdir(parents=True, exist_ok=True)
-    save(result, path)
-    record = {"key": key, "name": name, "measurement": m.to_dict(), "torch_threads": torch.get_num_threads()}
-    atomic_write_text(rec_path, json.dumps(record, indent=1) + "\n")
-    return result, record, True
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"key must be a non-empty string, got {key!r}")
+    root = _measured_root(root)
+    rec_path = entry_path(name, key, root=root, suffix=".json")
+
+    def run():
+        with measure(device) as m:
+            result = compute()
+        return result, {"key": key, "name": name, "measurement": m.to_dict(), "torch_threads": torch.get_num_threads()}
+
+    def store(entry, path):
+        save(entry[0], path)
+        atomic_write_text(rec_path, json.dumps(entry[1], indent=1) + "\n")
+
+    def read(path):
+        record = _read_record(rec_path, key)
+        return load(path), record
+
+    (result, record), fresh = cached(name, key, run, store, read, root=root, refresh=refresh, label="measured")
+    return result, record, fresh
 
 
 def measured_memit(lm, cases, hp, stats, lang: str, refresh: bool = False, root=None):
@@ -384,17 +389,15 @@ def measured_memit(lm, cases, hp, stats, lang: str, refresh: bool = False, root=
     keyed by :func:`memat.memit.memit_cache_key`: model weights, device, dtype, hyperparameters, requests,
     language and statistics). Returns ``(delta, record, fresh)``."""
     from . import memit
-    from .data.records import EditCase
+    from .requests import resolve_requests
 
-    requests = list(cases)
-    if requests and isinstance(requests[0], EditCase):
-        requests = memit.requests_from_cases(requests, lang)
+    requests = resolve_requests(cases, lang, "measured_memit")
     key = memit.memit_cache_key(lm, requests, hp, lang, 0, memit.stats_key(stats))
     return measured_cache(
         "memit", key,
         compute=lambda: memit.cached_memit(lm, requests, hp, stats, lang, progress=False, cache=False),
         save=lambda d, p: d.save(p),
-        load=lambda p: memit.MemitDelta.load(p, device=lm.device),
+        load=lambda p: memit.WeightDelta.load(p, device=lm.device),
         device=lm, refresh=refresh, root=root,
     )
 

@@ -19,13 +19,13 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from .cache import CacheEntryError, entry_path, read, write
 from .forward import encode, token_ids
 from .hooks import TraceDict
-from .io import atomic_path
 from .models import LoadedModel
-from .paths import cache_dir
+from .paths import cache_dir  # noqa: F401 - memat.stats.cache_dir, as before
 
-__all__ = ["config_fingerprint_json", "corpus_id", "corpus_lines", "heldout_lines", "layer_stats", "model_fingerprint",
+__all__ = ["config_fingerprint_json", "corpus_id", "corpus_lines", "heldout_lines", "layer_stats", "layer_stats_for", "model_fingerprint",
            "model_fingerprints", "StatsCacheError"]
 
 HELDOUT_LINES = 200  # the last lines of each corpus are never used for statistics
@@ -176,40 +176,35 @@ def corpus_id(corpus: str) -> str:
 
 def _cache_path(lm, layer, corpus, lang, n, max_len, dtype, fp) -> Path:
     safe_corpus = hashlib.sha256(corpus.encode()).hexdigest()[:8] if ("/" in corpus or "\\" in corpus) else corpus.replace(":", "_")
-    model = lm.name.replace("/", "__")
-    return cache_dir() / "stats" / model / f"{fp}_{safe_corpus}_{lang}_L{layer}_n{n}_len{max_len}_{dtype}.safetensors"
+    return entry_path("stats", model=lm.name, name=f"{fp}_{safe_corpus}_{lang}_L{layer}_n{n}_len{max_len}_{dtype}")
 
 
-def _load_cached(path: Path, meta_expected: dict) -> torch.Tensor | None:
+def _checksum(mom2: torch.Tensor) -> str:
+    return hashlib.sha256(mom2.contiguous().numpy().tobytes()).hexdigest()
+
+
+def _load(path: Path, meta_expected: dict) -> torch.Tensor:
+    """The statistics at ``path``; raises if the file is unreadable, its metadata are not ``meta_expected``
+    or its checksum fails."""
     from safetensors import safe_open
 
-    if not path.exists():
-        return None
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            mom2 = f.get_tensor("mom2")
-    except Exception as e:  # truncated or corrupt file
-        warnings.warn(f"statistics cache {path} is unreadable ({e}); recomputing")
-        return None
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        mom2 = f.get_tensor("mom2")
     for k, v in meta_expected.items():
         if meta.get(k) != str(v):
-            warnings.warn(f"statistics cache {path}: metadata {k}={meta.get(k)!r}, expected {v!r}; recomputing")
-            return None
-    digest = hashlib.sha256(mom2.contiguous().numpy().tobytes()).hexdigest()
-    if meta.get("sha256") != digest:
-        warnings.warn(f"statistics cache {path}: checksum mismatch (partial or altered file); recomputing")
-        return None
+            raise CacheEntryError(f"metadata {k}={meta.get(k)!r}, expected {v!r}")
+    if meta.get("sha256") != _checksum(mom2):
+        raise CacheEntryError("checksum mismatch (partial or altered file)")
     return mom2
 
 
-def _save_atomic(path: Path, mom2: torch.Tensor, meta: dict) -> None:
+def _save(path: Path, mom2: torch.Tensor, meta: dict) -> None:
     from safetensors.torch import save_file
 
     meta = {k: str(v) for k, v in meta.items()}
-    meta["sha256"] = hashlib.sha256(mom2.contiguous().numpy().tobytes()).hexdigest()
-    with atomic_path(path) as tmp:
-        save_file({"mom2": mom2.contiguous()}, str(tmp), metadata=meta)
+    meta["sha256"] = _checksum(mom2)
+    save_file({"mom2": mom2.contiguous()}, str(path), metadata=meta)
 
 
 @torch.no_grad()
@@ -241,6 +236,23 @@ def compute_second_moments(
     return {l: a / count for l, a in acc.items()}, count
 
 
+def layer_stats_for(lm: LoadedModel, hp, lang: str, *, corpus: str | None = None, n_samples: int | None = None,
+                    source_dir=None, use_cache: bool = True, progress: bool = True) -> dict[int, torch.Tensor]:
+    """:func:`layer_stats` of the layers an edit with hyperparameters ``hp`` (MEMIT or PMET) changes, in
+    ``lang``: its corpus (``hp.mom2_corpus[lang]``, or ``corpus``), sample count (``hp.mom2_n_samples``, or
+    ``n_samples``), length and dtype, as every notebook computes them."""
+    if corpus is None:
+        if lang not in hp.mom2_corpus:
+            raise ValueError(f"no key-statistics corpus for language {lang!r}: hparams.mom2_corpus has "
+                             f"{sorted(hp.mom2_corpus)}; pass corpus= (a text file, 'hf:<dataset>')")
+        corpus = hp.mom2_corpus[lang]
+    n = hp.mom2_n_samples if n_samples is None else n_samples
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n_samples must be a positive int, got {n!r}")
+    return layer_stats(lm, hp.layers, corpus, lang, n, max_len=hp.mom2_max_len, dtype=hp.mom2_dtype,
+                       use_cache=use_cache, source_dir=source_dir, progress=progress)
+
+
 def layer_stats(
     lm: LoadedModel,
     layers: Sequence[int],
@@ -263,7 +275,7 @@ def layer_stats(
     paths = {l: _cache_path(lm, l, cid, lang, n_samples, max_len, dtype, fps[l]) for l in layers}
     out, todo = {}, []
     for l in layers:
-        got = _load_cached(paths[l], metas[l]) if use_cache else None
+        got = read(paths[l], lambda p, l=l: _load(p, metas[l]), "statistics") if use_cache else None
         if got is None:
             todo.append(l)
         else:
@@ -276,6 +288,6 @@ def layer_stats(
         for l, m in moms.items():
             m = m.to(getattr(torch, dtype)).cpu()
             if use_cache:
-                _save_atomic(paths[l], m, {**metas[l], "tokens": count})
+                write(paths[l], m, lambda v, p, l=l: _save(p, v, {**metas[l], "tokens": count}))
             out[l] = m.to(lm.device)
     return {l: out[l] for l in layers}

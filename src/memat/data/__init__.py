@@ -8,6 +8,14 @@ Typical use::
     cases = select_cases(res, 100, seed=0)
     he = load_dataset("bmike53_counterfact", langs=("en", "he"))  # counterfact_test_he.json (BMIKE53_LANGS)
     print(he.skipped)                                  # {'missing_language': 17, 'subject_not_in_prompt': 64}
+
+Layering: ``memat.data`` is the bottom of the package. Its modules import, from memat, only each other
+and *leaf* modules, those that import nothing from memat (it uses :mod:`memat.io`, :mod:`memat.paths`
+and :mod:`memat.devices`), whether at module level, inside functions or for type checking, so that nothing
+above the data layer (models, editing, experiments, report) is ever imported from it and no import circle
+can pass through it. Within the layer, :mod:`~memat.data.dataset` (:func:`load_dataset`) is on top: the
+loaders never import the builder, which reads and writes through them. ``tests/test_imports.py`` checks
+these rules.
 """
 from .fetch import (
     ChecksumError,
@@ -18,6 +26,7 @@ from .fetch import (
     ensure_dataset,
     fetch_dataset,
 )
+from .dataset import load_dataset
 from .loaders import (
     BMIKE53_CI_LANGS,
     BMIKE53_LANGS,
@@ -32,7 +41,6 @@ from .loaders import (
     load_bmike53,
     load_counterfact_easyedit,
     load_counterfact_rome,
-    load_dataset,
     load_memat,
     select_cases,
     subject_jaccard,

@@ -36,12 +36,11 @@ import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Literal, Protocol, Sequence, runtime_checkable
+from typing import Any, Literal, Protocol, Sequence, runtime_checkable
 
 import torch
 
-if TYPE_CHECKING:  # pragma: no cover
-    from memat.models import LoadedModel
+from ..devices import default_device
 
 __all__ = [
     "ALIGN_VERSION",
@@ -305,6 +304,18 @@ class Encoder(Protocol):
     def fingerprint(self) -> str: ...
 
 
+class LoadedLM(Protocol):
+    """What :meth:`HFEncoder.from_loaded` reads of a loaded causal LM; :class:`memat.models.LoadedModel` has it.
+
+    A structural type, so that the data layer names the model it aligns with without importing
+    :mod:`memat.models` (which is above it).
+    """
+
+    model: Any
+    tokenizer: Any
+    n_layers: int
+
+
 def _check_words(words, arg: str, where: str) -> list[str]:
     """A list copy of ``words``; a bare string or a non-string / empty item is an error naming ``arg``."""
     if isinstance(words, str) or not isinstance(words, Sequence):
@@ -428,14 +439,12 @@ class HFEncoder:
 
         ``AutoModel`` is tried first (encoder-only and encoder-decoder models, and the base model of most
         causal LMs); if it fails, ``AutoModelForCausalLM``. The model is put in eval mode on ``device``
-        (default: :func:`memat.models.default_device`, never hard-coded).
+        (default: :func:`memat.devices.default_device`, never hard-coded).
 
         ``layer`` defaults to ``num_hidden_layers // 2``. SimAlign (Jalili Sabet et al., 2020) uses layer
         8 of 12 for mBERT and XLM-R base, i.e. two thirds of the depth: pass ``layer=8`` to reproduce it.
         """
         from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
-
-        from memat.models import default_device
 
         if not isinstance(name_or_path, str) or not name_or_path.strip():
             raise ValueError(f"HFEncoder.from_pretrained: name_or_path must be a non-empty str, got {name_or_path!r}")
@@ -467,7 +476,7 @@ class HFEncoder:
         return cls(model, tokenizer, layer, name=name_or_path)
 
     @classmethod
-    def from_loaded(cls, lm: "LoadedModel", layer: int | None = None) -> "HFEncoder":
+    def from_loaded(cls, lm: "LoadedLM", layer: int | None = None) -> "HFEncoder":
         """An encoder over a :class:`memat.models.LoadedModel` (a causal LM): its hidden states at ``layer``.
 
         ``layer`` defaults to ``lm.n_layers // 2``. The model is used as it is (device, dtype, weights):
@@ -808,7 +817,7 @@ _SPEC_FORMS = (
 _LAYER_RE = re.compile(r"^(.*)@(-?\d+)$")
 
 
-def aligner_from_spec(spec: str, lm: "LoadedModel | None" = None, *, method: Literal["argmax", "itermax"] = "itermax") -> SimAligner | None:
+def aligner_from_spec(spec: str, lm: "LoadedLM | None" = None, *, method: Literal["argmax", "itermax"] = "itermax") -> SimAligner | None:
     """Build the aligner named by a configuration string (e.g. the builder's ``aligner`` option).
 
     Accepted forms: ``"none"`` -> ``None``; ``"simalign"`` -> ``SimAligner(HFEncoder.from_loaded(lm))``;

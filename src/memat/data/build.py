@@ -53,11 +53,10 @@ import os
 import random
 import re
 import time
-import unicodedata
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from tqdm.auto import tqdm
 

@@ -93,6 +93,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from ..io import atomic_write_text
+from .jaccard import subject_jaccard, token_jaccard  # re-exported: memat.data.loaders.subject_jaccard
 from .records import EditCase, LangView, RecordError
 from .sources import get_source
 
@@ -1073,52 +1074,15 @@ def detect_format(records: Any, source: str | os.PathLike = "<records>") -> str:
     raise DataFileError(source, f"unknown record schema (first record keys: {', '.join(map(str, first))})")
 
 
-def load_dataset(name_or_path: str | os.PathLike, **kw: Any) -> LoadResult:
-    """Load an editing data set by registered name or by path (format detected from the content).
+def load_path(path: str | os.PathLike, **kw: Any) -> LoadResult:
+    """Load an editing data set from a path, the format detected from the content.
 
-    Names: ``"counterfact_en_ca"`` (the bilingual CounterFact built by notebook 01 /
-    :mod:`memat.data.build`, built with the defaults on first use; any other build name of
-    ``data/derived`` works too; kw: ``langs``, ``source_dir`` ...), ``"counterfact_easyedit_full"`` (kw: ``split``, ``lang``, ``kl_prompt``, ``strict``) and
-    ``"bmike53_counterfact"`` (kw: ``langs``, which picks the file with :func:`bmike53_file`:
-    ``langs=("en", "de")`` reads ``counterfact_test_de.json``, no ``langs`` the default
-    ``counterfact_test_ca.json`` with en and ca; or ``file``, a test file of the data set by name;
-    ``question_templates``, ``kl_prompts``, ``strict``); they are resolved through
-    :func:`memat.data.fetch.ensure_dataset` (BMIKE-53: only the file read), which takes the keywords
-    ``source_dir``, ``data_dir`` and ``offline``. Paths: a directory with ``counterfact-*.json``
-    (EasyEdit) or ``*_CF.json`` (MEMAT) files, or a JSON file in any supported schema. For BMIKE-53 and
-    MEMAT files without ``langs``, every language of the first record is kept.
+    A directory with ``counterfact-*.json`` (EasyEdit) or ``*_CF.json`` (MEMAT) files, or a JSON file in
+    any supported schema (:func:`detect_format`); keywords are those of the format's loader. For BMIKE-53
+    and MEMAT files without ``langs``, every language of the first record is kept. Registered names
+    (and builds) are resolved by :func:`memat.data.dataset.load_dataset`, which calls this for paths.
     """
-    from .fetch import ensure_dataset
-    from .sources import REGISTRY
-
-    name = str(name_or_path)
-    from .build import DEFAULT_NAME, ensure_built, load_built, read_build_info
-
-    if name == DEFAULT_NAME or (os.sep not in name and not name.endswith(".json") and _is_build(name, read_build_info)):
-        # where the raw files are: used to make the default build on first use (Apertium; a minute or two),
-        # and not needed to read any build already made
-        raw = {k: kw.pop(k) for k in ("source_dir", "data_dir", "offline") if k in kw}
-        if name == DEFAULT_NAME:
-            ensure_built(name, **raw)
-        return load_built(name, **kw)
-    if name in EDIT_DATASETS:
-        where = {"source_dir": kw.pop("source_dir", None), "data_dir": kw.pop("data_dir", None),
-                 "offline": kw.pop("offline", False)}
-        if name == "counterfact_easyedit_full":
-            return load_counterfact_easyedit(ensure_dataset(name, **where), **kw)
-        file = kw.pop("file", None)
-        if file is None:
-            file = bmike53_file(kw.get("langs"))
-        else:
-            test_files = [f.local for f in REGISTRY[name].files if f.local.startswith("counterfact_test")]
-            if file not in test_files:
-                raise ValueError(
-                    f"file={file!r} is not a test file of {name}; its test files: {', '.join(test_files)}"
-                )
-        return load_bmike53(ensure_dataset(name, files=[file], **where) / file, **kw)
-    if name in REGISTRY:
-        raise ValueError(f"{name!r} is a registered data set but not an editing data set; editing: {list(EDIT_DATASETS)}")
-    p = Path(name_or_path)
+    p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: neither a registered data set ({', '.join(EDIT_DATASETS)}) nor an existing path")
     if p.is_dir():
@@ -1152,13 +1116,6 @@ def load_dataset(name_or_path: str | os.PathLike, **kw: Any) -> LoadResult:
     return _memat_records(records, p, langs, _kl_table(kw.get("kl_prompts")), kw.get("strict", False))
 
 
-def _is_build(name: str, read_build_info) -> bool:
-    try:
-        return read_build_info(name) is not None
-    except ValueError:  # not a valid build name
-        return False
-
-
 # --------------------------------------------------------------------------- helpers on loaded cases
 def select_cases(cases: Iterable[EditCase], n: int | None, seed: int = 0) -> list[EditCase]:
     """A deterministic sample of ``n`` cases (same ``seed`` -> same sample) in their input order.
@@ -1172,44 +1129,6 @@ def select_cases(cases: Iterable[EditCase], n: int | None, seed: int = 0) -> lis
         raise ValueError(f"n must be >= 0, got {n}")
     keep = sorted(random.Random(seed).sample(range(len(pool)), n))
     return [pool[i] for i in keep]
-
-
-def _token_ids(tokenizer: Any, text: str) -> list[int]:
-    """Token ids of ``text`` without special tokens, from a callable tokenizer or one with ``encode``."""
-    if callable(tokenizer):
-        out = tokenizer(text, add_special_tokens=False)
-        ids = out["input_ids"] if isinstance(out, Mapping) else getattr(out, "input_ids", out)
-    elif callable(getattr(tokenizer, "encode", None)):
-        ids = tokenizer.encode(text, add_special_tokens=False)
-    else:
-        raise TypeError(f"tokenizer must be callable or have .encode(), got {type(tokenizer).__name__}")
-    if ids and isinstance(ids[0], (list, tuple)):  # batched output of one text
-        ids = ids[0]
-    return [int(i) for i in ids]
-
-
-def subject_jaccard(case: EditCase, l1: str, l2: str, tokenizer: Any) -> float:
-    """Token-set Jaccard similarity of the case's subject in languages ``l1`` and ``l2``.
-
-    Each subject is tokenised as ``" " + subject`` without special tokens (the form it takes inside a
-    prompt, after a space); the result is ``|A & B| / |A | B|`` over the sets of token ids (1.0 when
-    both are empty). ``tokenizer`` is a Hugging Face tokenizer or any object that is callable as
-    ``tokenizer(text, add_special_tokens=False)["input_ids"]`` or has
-    ``encode(text, add_special_tokens=False)``.
-
-    (The authors' ``analysis_data/analysis.py`` used a different overlap, ``|A & B| / max(|A|, |B|)``
-    on ``tok.encode(subject)``.)
-    """
-    return token_jaccard(tokenizer, case[l1].subject, case[l2].subject)
-
-
-def token_jaccard(tokenizer: Any, a: str, b: str) -> float:
-    """Token-set Jaccard of ``" " + a`` and ``" " + b`` (no special tokens); 1.0 when both are empty."""
-    sa = set(_token_ids(tokenizer, " " + a))
-    sb = set(_token_ids(tokenizer, " " + b))
-    if not sa and not sb:
-        return 1.0
-    return len(sa & sb) / len(sa | sb)
 
 
 __all__ = [
@@ -1233,7 +1152,7 @@ __all__ = [
     "load_memat",
     "dump_memat",
     "detect_format",
-    "load_dataset",
+    "load_path",
     "select_cases",
     "subject_jaccard",
     "token_jaccard",

@@ -13,16 +13,15 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from ..experiments import jaccard_group
 from .align import normalize
-from .loaders import token_jaccard
+from .jaccard import jaccard_group, token_jaccard
 from .records import EditCase
 
 __all__ = ["jaccard", "jaccard_frame", "reference_agreement", "side_by_side"]
 
 
 def jaccard(tokenizer: Any, a: str, b: str) -> float:
-    """Token-set Jaccard of two strings as they appear after a space (:func:`memat.data.loaders.token_jaccard`)."""
+    """Token-set Jaccard of two strings as they appear after a space (:func:`memat.data.jaccard.token_jaccard`)."""
     return token_jaccard(tokenizer, a.strip(), b.strip())
 
 

@@ -10,7 +10,9 @@ Prompt conventions
 * Paraphrase and neighbourhood prompts are complete strings (their subject is already inside).
 * Targets are scored as continuations: ``prompt + " " + target``, except after an elided article or
   preposition (a prompt ending in an apostrophe, Catalan ``d'`` / ``l'``), where no space is inserted:
-  ``"... ciutadà d'" + "Itàlia"``. :func:`target_continuation` is the one place that rule lives.
+  ``"... ciutadà d'" + "Itàlia"``, nor after a Han or kana character or full-width punctuation (Chinese
+  and Japanese: ``"答案：" + "伦敦"``; Korean writes spaces and ends its prompts in ASCII ``:``).
+  :func:`target_continuation` is the one place that rule lives.
 * Languages with grammatical agreement (Catalan articles) may need a different prompt for each target.
   Every prompt kind therefore has the prompts used with the **new** target and the ones used with the
   **true** target, of equal length; when a language needs no variant both tuples are the same
@@ -18,6 +20,7 @@ Prompt conventions
 """
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field, asdict
 from typing import Mapping
 
@@ -25,10 +28,20 @@ from typing import Mapping
 ELISION_MARKS = ("'", "\u2019")
 
 
+def _no_space_after(ch: str) -> bool:
+    """Whether a target follows ``ch`` without a space: an elision mark, a Han or kana character, or
+    full-width punctuation (Chinese and Japanese write no spaces between words: "答案：" + "伦敦")."""
+    if ch in ELISION_MARKS:
+        return True
+    if unicodedata.east_asian_width(ch) not in ("W", "F"):
+        return False
+    return unicodedata.category(ch).startswith("P") or unicodedata.name(ch, "").startswith(("CJK", "HIRAGANA", "KATAKANA"))
+
+
 def target_continuation(prompt: str, target: str) -> str:
     """The text appended to ``prompt`` to score or edit ``target`` (see the module docstring)."""
     target = target.strip()
-    return target if prompt.endswith(ELISION_MARKS) else " " + target
+    return target if prompt and _no_space_after(prompt[-1]) else " " + target
 
 
 class RecordError(ValueError):
