@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .cache import CacheEntryError, check_key, read, write
 from .data.records import EditCase, target_continuation
 from .forward import encode, hidden_at_final_norm, token_ids
 from .hooks import Trace
@@ -362,31 +363,32 @@ def score_continuations(
     use_cache = bool(cache) and not hooked and not any(p.device.type == "meta" for p in lm.model.parameters())
     if use_cache:
         path, key = _scores_path(lm, encoded, method)
-        if path.is_file():
-            try:
-                with np.load(path, allow_pickle=False) as f:
-                    if str(f["key"]) == key and len(f["nll"]) == len(encoded):
-                        return f["nll"].astype(float), f["acc"].astype(bool)
-                import warnings
-
-                warnings.warn(f"score cache {path}: key or length mismatch; recomputing")
-            except Exception as e:  # noqa: BLE001 - reported, then recomputed
-                import warnings
-
-                warnings.warn(f"score cache {path} is unreadable ({type(e).__name__}: {e}); recomputing")
+        got = read(path, lambda p: _load_scores(p, key, len(encoded)), "score")
+        if got is not None:
+            return got
     if method == "shared":
         nll, acc = _score_shared(lm, encoded, batch_size, progress)
     else:
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))
         nll, acc = _score_separate(lm, encoded, order, batch_size, progress)
     if use_cache:
-        from .io import atomic_path
-
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, nll=nll, acc=acc, key=np.array(key))
+        write(path, (nll, acc), lambda v, tmp: _save_scores(v, tmp, key))
     return nll, acc
+
+
+def _load_scores(path, key: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path, allow_pickle=False) as f:
+        check_key(str(f["key"]), key)
+        if len(f["nll"]) != n:
+            raise CacheEntryError(f"{len(f['nll'])} scores for {n} pairs")
+        return f["nll"].astype(float), f["acc"].astype(bool)
+
+
+def _save_scores(value, tmp, key: str) -> None:
+    nll, acc = value
+    with open(tmp, "wb") as fh:
+        np.savez(fh, nll=nll, acc=acc, key=np.array(key))
 
 
 def evaluate_cases(
