@@ -115,7 +115,7 @@ EDIT_LANG = {"CC": "ca", "CE": "ca", "EE": "en", "CE*": "ca"}
     ([0.5, 0.5, 0.5, 0.5], "do not appear"),  # positive means inside their intervals
 ])
 def test_magnitude_verdict_counts_only_significant_cross_lingual_cells(cross, verdict):
-    from memat.experiments import magnitude_verdict
+    from memat.experiments import crosslingual_gain_verdict as magnitude_verdict
 
     rows = [_gain("CC", "en", "EM", cross[0]), _gain("CC", "en", "PM", cross[1]),
             _gain("CE", "en", "EM", cross[2]), _gain("CE", "en", "PM", cross[3]),
@@ -132,7 +132,7 @@ def test_magnitude_verdict_counts_only_significant_cross_lingual_cells(cross, ve
 
 
 def test_magnitude_verdict_reads_edit_languages_from_the_setting_names():
-    from memat.experiments import magnitude_verdict
+    from memat.experiments import crosslingual_gain_verdict as magnitude_verdict
 
     rows = [_gain("CC", "en", "EM", 5.0), _gain("CE", "en", "PM", -5.0), _gain("EE", "ca", "EM", 5.0),
             _gain("CE*", "ca", "PM", 5.0), _gain("CE*", "en", "EM", 0.0)]
@@ -146,7 +146,7 @@ def test_magnitude_verdict_reads_edit_languages_from_the_setting_names():
 
 
 def test_magnitude_verdict_bad_input_names_the_problem():
-    from memat.experiments import magnitude_verdict
+    from memat.experiments import crosslingual_gain_verdict as magnitude_verdict
 
     with pytest.raises(ValueError, match=r"no edit language for settings \['EC'\]"):
         magnitude_verdict([_gain("EC", "ca", "EM", 1.0)], EDIT_LANG, "tiny", 24)
@@ -154,3 +154,9 @@ def test_magnitude_verdict_bad_input_names_the_problem():
         magnitude_verdict([{"setting": "CC", "lang": "en", "metric": "EM"}], EDIT_LANG, "tiny", 24)
     with pytest.raises(ValueError, match="no"):
         magnitude_verdict([_gain("CC", "en", "ES", 1.0)], EDIT_LANG, "tiny", 24)
+
+
+def test_the_old_name_of_the_crosslingual_gain_count_is_the_same_function():
+    from memat import experiments
+
+    assert experiments.magnitude_verdict is experiments.crosslingual_gain_verdict

@@ -409,3 +409,19 @@ def test_refinement_keeps_cases_where_new_target_is_preferred(family):
     assert data.kept == [i for i, e in enumerate(expected) if e]
     assert data.dropped == [i for i, e in enumerate(expected) if not e]
     assert sorted(set(data.groups.tolist())) == data.kept and len(data) == 2 * len(data.kept)
+
+
+def test_probe_map_reads_a_cross_lingual_map_and_names_what_is_missing():
+    from memat.heads import ProbeResult, probe_map
+
+    acc = np.array([[0.5, 0.9], [0.7, 0.6]])
+    pr = ProbeResult(accuracy=acc, train_accuracy=acc, layers=[3, 4], n_train=10, n_val=4, seed=1)
+    r03 = {"probes": {"ca->en": {"all": pr.to_dict()}}}
+    got = probe_map(r03, "ca", "en", "all")
+    assert got.layers == [3, 4] and got.top_k(2) == [(3, 1), (4, 0)] and np.array_equal(got.accuracy, acc)
+    with pytest.raises(ValueError, match=r"no probe map 'en->ca' \(maps: \['ca->en'\]\)"):
+        probe_map(r03, "en", "ca", "all")
+    with pytest.raises(ValueError, match=r"HEAD_SET: 'refined' is not one of \['all'\]"):
+        probe_map(r03, "ca", "en", "refined")
+    with pytest.raises(ValueError, match="no 'probes'"):
+        probe_map({"table": []}, "ca", "en")

@@ -37,6 +37,7 @@ __all__ = [
     "edit_transfers",
     "head_outputs",
     "plot_probe_map",
+    "probe_map",
     "sentence_tokens",
     "split_by_case",
     "train_probes",
@@ -400,6 +401,22 @@ class ProbeResult:
             C=float(d.get("C", 1.0)),
             val_fraction=float(d.get("val_fraction", 0.3)),
         )
+
+
+def probe_map(heads_results: dict, edit_lang: str, eval_lang: str, head_set: str = "refined") -> ProbeResult:
+    """Notebook 03's probe map for an edit in ``edit_lang`` probed in ``eval_lang`` (its results file's
+    ``probes["<edit_lang>-><eval_lang>"][head_set]``, ``head_set`` "all" or "refined"), as a
+    :class:`ProbeResult`. A missing map or head set is a :class:`ValueError` listing what the file has."""
+    probes = heads_results.get("probes") if isinstance(heads_results, dict) else None
+    if not probes:
+        raise ValueError("heads results: no 'probes' (expected notebook 03's results file)")
+    key = f"{edit_lang}->{eval_lang}"
+    if key not in probes:
+        raise ValueError(f"heads results: no probe map {key!r} (maps: {sorted(probes)}); "
+                         f"run notebook 03 with {edit_lang!r} and {eval_lang!r} among its languages")
+    if head_set not in probes[key]:
+        raise ValueError(f"HEAD_SET: {head_set!r} is not one of {sorted(probes[key])} (probe map {key!r})")
+    return ProbeResult.from_dict(probes[key][head_set])
 
 
 def train_probes(

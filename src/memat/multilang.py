@@ -364,7 +364,7 @@ def memat_gain_by_language(memat: pd.DataFrame, memit: pd.DataFrame, overlap: pd
     trained in ``edit_lang`` only, every other row is such a language (``is_edit_lang`` marks the trained one).
     ``memat``/``memit``: :func:`memat.evaluate.evaluate_cases` of the corrected and the uncorrected edit on
     the same cases and languages. A verdict over the cross-lingual rows: :func:`memat.experiments.
-    magnitude_verdict` with ``gains=table.assign(setting=edit_lang)`` and ``edit_lang={edit_lang: edit_lang}``."""
+    crosslingual_gain_verdict` with ``gains=table.assign(setting=edit_lang)`` and ``edit_lang={edit_lang: edit_lang}``."""
     return _gain_by_language(memat, memit, overlap, ("memat", "memit"), metrics, edit_lang, level,
                              "memat_gain_by_language")
 
@@ -641,16 +641,9 @@ def heads_for(heads_results: dict, edit_lang: str, head_set: str, k: int) -> lis
     """The top-``k`` heads of notebook 03's probe map for editing and probing in ``edit_lang``
     (``"<edit_lang>-><edit_lang>"``, its ``head_set`` "all" or "refined"). A missing map is an error listing
     the ones the results file has."""
-    from .heads import ProbeResult
+    from .heads import probe_map
 
-    probes = heads_results.get("probes") or {}
-    key = f"{edit_lang}->{edit_lang}"
-    if key not in probes:
-        raise ValueError(f"heads: notebook 03's results have no probe map {key!r} (maps: {sorted(probes)}); "
-                         f"run notebook 03 with {edit_lang!r} among its languages")
-    if head_set not in probes[key]:
-        raise ValueError(f"HEAD_SET: {head_set!r} is not one of {sorted(probes[key])}")
-    return [tuple(h) for h in ProbeResult.from_dict(probes[key][head_set]).top_k(k)]
+    return [tuple(h) for h in probe_map(heads_results, edit_lang, edit_lang, head_set).top_k(k)]
 
 
 def many_language_verdicts(transfer: pd.DataFrame, pooled: pd.DataFrame, regression: dict, gain: pd.DataFrame,
@@ -663,10 +656,10 @@ def many_language_verdicts(transfer: pd.DataFrame, pooled: pd.DataFrame, regress
       the reference effect and contains 0, "cannot tell at this n" otherwise; the regression's Jaccard
       coefficient (log-odds, bootstrap interval) is quoted beside it.
     * ``memat_unseen_languages``: does MEMAT benefit languages it was not trained on? The rule of
-      :func:`memat.experiments.magnitude_verdict` on the EM/PM gains MEMAT - MEMIT of every language but
+      :func:`memat.experiments.crosslingual_gain_verdict` on the EM/PM gains MEMAT - MEMIT of every language but
       ``edit_lang``; "cannot tell at this n" when every such interval contains 0 and none could detect the
       reference effect."""
-    from .experiments import magnitude_verdict
+    from .experiments import crosslingual_gain_verdict
 
     effect, effect_name = reference_effect()
     es = pooled[pooled.metric == "ES"]
@@ -692,7 +685,7 @@ def many_language_verdicts(transfer: pd.DataFrame, pooled: pd.DataFrame, regress
                       f"detectable difference {r['mde']:.1f} against {effect_name} ({reading}){reg_text}."),
     }
     cross = gain[gain.lang != edit_lang]
-    mv = magnitude_verdict(cross.assign(setting=edit_lang), {edit_lang: edit_lang}, model, n_cases)
+    mv = crosslingual_gain_verdict(cross.assign(setting=edit_lang), {edit_lang: edit_lang}, model, n_cases)
     mag = cross[cross.metric.isin(["EM", "PM"])]
     blind = bool(len(mag)) and bool(((mag.lo <= 0) & (mag.hi >= 0) & (mag.mde > effect)).all())
     memat = {

@@ -870,7 +870,9 @@ def _build_memat(ctx: Context) -> list[str]:
         lines += long_table(gains, [("setting", "setting", None), ("lang", "lang", None)], cell=detectable) + [""]
     mg = d.get("magnitude_gain")
     if mg:
-        lines += ["Magnitude gain, as the notebook states it:", ""]
+        lines += ["Cross-lingual gains, as notebook 04 counts them (`memat.experiments.crosslingual_gain_verdict`: "
+                  "significant EM/PM cells in the language other than the edit's; the abstract's 10% claim is judged "
+                  "once, below, from the mean gain):", ""]
         if mg.get("statement"):
             lines.append(f"- {mg['statement']}")
         if mg.get("criterion"):
