@@ -13,7 +13,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 APT_PACKAGES := apertium apertium-eng-cat
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system data model reproduce plan report test test-fast notebooks bench clean-runs
+.PHONY: setup system python data model reproduce plan report test test-fast notebooks bench clean-runs
 
 ## system: Apertium eng-cat from Debian's packages (skipped when already installed)
 system:
@@ -21,7 +21,10 @@ system:
 	else $(SUDO) apt-get install -y -q $(APT_PACKAGES) || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $(APT_PACKAGES); }; fi
 
 ## setup: Apertium, torch (CPU build here, unless one is installed) and memat with its test extras
-setup: system
+setup: system python
+
+## python: torch (CPU build here, unless one is installed) and memat with its test extras, no apt
+python:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
 	$(PYTHON) -m pip install -e ".[dev]"
 	$(PYTHON) -m ipykernel install --user --name python3 >/dev/null
@@ -35,9 +38,12 @@ model:
 	$(PYTHON) -m memat.cli model
 
 ## reproduce: set up, then run the notebooks of $(CONFIG) in order into runs/ (only those whose code,
-## parameters, package or inputs changed since their last successful run), then rebuild paper.md
-reproduce: setup data model
-	$(PYTHON) -m memat.cli reproduce --config $(CONFIG)
+## parameters, package or inputs changed since their last successful run), then rebuild paper.md.
+## Apertium (apt, root or sudo) is installed only when a notebook that will run translates with it;
+## VERBOSE=1 streams each notebook's output.
+reproduce: python data model
+	@if $(PYTHON) -m memat.cli reproduce --config $(CONFIG) --needs-apertium; then $(MAKE) --no-print-directory system; fi
+	$(PYTHON) -m memat.cli reproduce --config $(CONFIG)$(if $(VERBOSE), --verbose)
 
 ## plan: which notebooks `make reproduce` would run, and why
 plan:

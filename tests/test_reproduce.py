@@ -254,17 +254,22 @@ def test_planned_notebooks_not_written_yet_are_skipped_with_a_warning(project):
 def test_shipped_configs_are_valid(name):
     cfg = load_config(ROOT / "configs" / "reproduce" / f"{name}.yaml", root=ROOT)
     items = plan(cfg)
+    # notebook 08 (many languages) runs on the CPU defaults only, after 03 whose heads it reads
     assert [i.name for i in items] == ["01_dataset_translation", "02_crosslingual_memit", "03_head_localization",
-                                       "04_memat", "05_scaling", "06_iti_ablation", "07_learning_rate"]
+                                       "04_memat", "05_scaling", "06_iti_ablation", "07_learning_rate"] + (
+        ["08_many_languages"] if name == "cpu" else [])
     if name == "cpu":
         assert all(not i.parameters for i in items) and cfg.report["out"] == "paper.md"
     else:
         assert all(i.parameters["RESULTS_NAME"].endswith("_aguila") for i in items)
         assert all(i.parameters["MODEL"] == "projecte-aina/aguila-7b" for i in items)
         assert all(r.endswith("_aguila.json") for i in items for r in i.results)
-        i_range = next(i for i in items if i.name == "05_scaling").parameters["I_RANGE"]
+        scaling = next(i for i in items if i.name == "05_scaling").parameters
         import math
-        assert round(math.exp(math.log(10000) * max(i_range) / 16)) == 10000
+        # the largest size, plus the facts the corrections train on, fits the full build's cases
+        kept = json.loads((ROOT / "results" / "01_dataset_translation_full.json").read_text())["report"]["n_kept"]
+        largest = round(math.exp(math.log(10000) * max(scaling["I_RANGE"]) / 16))
+        assert largest >= 5000 and largest + scaling["N_TRAIN"] <= kept
     assert "then" in format_plan(items, cfg)
 
 
@@ -408,3 +413,71 @@ def test_papermill_for_real(project):
     assert (project / "runs" / ".stamps" / "01_a.json").exists()
     assert not (project / "runs" / ".stamps" / "02_b.json").exists()
     assert reasons(project, cfg)["01_a"] == ("skip", "up to date")
+
+
+def test_an_entry_for_another_model_must_set_every_model_specific_parameter():
+    """A config entry that changes MODEL but leaves a preset, the data set or notebook 03's results at the
+    embedded model's CPU default is refused, naming what is missing; setting them (or no MODEL) is fine.
+    Read against the project's own notebooks (their parameters cells)."""
+    from memat.reproduce import MODEL_SPECIFIC, model_specific_gaps
+
+    def cfg(params):
+        return load_config({"report": False, "runs_dir": "runs/never", "notebooks": [{"name": "04_memat", "parameters": params}]},
+                           root=ROOT)
+
+    other = {"MODEL": "org/other-7b", "HPARAMS": "other"}
+    with pytest.raises(ConfigError, match=r"notebook 04_memat: MODEL='org/other-7b' but DATASET, PMET_HPARAMS, "
+                                          r"MEMAT_HPARAMS, HEADS_RESULTS keep the embedded model's CPU defaults"):
+        plan(cfg(other))
+    plan(cfg({**other, **{p: "x" for p in ("DATASET", "PMET_HPARAMS", "MEMAT_HPARAMS", "HEADS_RESULTS")}}))
+    plan(cfg({"N_EDITS": 8}))  # the embedded model: nothing to check
+    plan(cfg({"MODEL": "gemma3-270m"}))  # its default, written out
+    assert "MEMIT_LRS" in MODEL_SPECIFIC
+    spec = load_config({"notebooks": [{"name": "07_learning_rate", "parameters": {"MODEL": "m"}}]}, root=ROOT).notebooks[0]
+    assert model_specific_gaps(spec, _parameters_cell("07_learning_rate")) == ["DATASET", "HPARAMS", "PMET_HPARAMS",
+                                                                               "MEMIT_LRS", "PMET_LRS"]
+
+
+def test_the_paper_config_sets_every_model_specific_parameter():
+    """Each notebook of configs/reproduce/paper.yaml that has a model-specific parameter sets it, read from the
+    notebook's own parameters cell, so a GPU run never falls back to Gemma's presets or the CI data set."""
+    from memat.reproduce import MODEL_SPECIFIC
+
+    cfg = load_config(ROOT / "configs" / "reproduce" / "paper.yaml", root=ROOT)
+    for spec in cfg.notebooks:
+        cell = _parameters_cell(spec.name)
+        missing = [p for p in MODEL_SPECIFIC if p in cell and p not in spec.parameters]
+        assert not missing, f"{spec.name}: {missing} left at the CPU defaults"
+        for p in ("HEADS_RESULTS", "DATASET"):
+            if p in spec.parameters:
+                assert spec.parameters[p].endswith("_aguila"), (spec.name, p)
+
+
+def test_apertium_is_needed_only_when_the_translating_notebook_runs_with_it(tmp_path):
+    """`make reproduce` installs Apertium (apt) only when notebook 01 will run with an Apertium translator:
+    not with another translator, not when 01 is not run (up to date, or not selected)."""
+    from memat.reproduce import needs_apertium
+
+    def cfg(params=None, **kw):
+        data = {"report": False, "runs_dir": str((tmp_path / "runs").relative_to(tmp_path)),
+                "notebooks": [{"name": "01_dataset_translation", "parameters": params or {}}, {"name": "02_crosslingual_memit"}]}
+        return load_config(data, root=ROOT)
+
+    assert needs_apertium(cfg())  # no stamp in a new runs dir: 01 runs with its default translator, apertium
+    assert needs_apertium(cfg({"TRANSLATOR": "apertium:eng-cat"}))
+    assert not needs_apertium(cfg({"TRANSLATOR": "ctranslate2:/models/mt-aina-en-ca"}))
+    c = cfg()
+    assert not needs_apertium(c, plan(c, only=["02_crosslingual_memit"]))
+
+
+def test_verbose_streams_the_notebook_output(monkeypatch, tmp_path):
+    import papermill
+
+    from memat import reproduce as rp
+
+    seen = {}
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **kw: seen.update(kw))
+    rp.verbose_executor(tmp_path / "a.ipynb", tmp_path / "b.ipynb", {}, tmp_path, "python3")
+    assert seen["log_output"] is True
+    rp.papermill_executor(tmp_path / "a.ipynb", tmp_path / "b.ipynb", {}, tmp_path, "python3")
+    assert seen["log_output"] is False

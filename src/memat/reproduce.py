@@ -60,6 +60,8 @@ from .io import atomic_write_text
 from .paths import project_root  # re-exported: memat.reproduce.project_root
 
 __all__ = [
+    "MODEL_SPECIFIC",
+    "model_specific_gaps",
     "PLANNED",
     "PACKAGE_EXCLUDE",
     "ConfigError",
@@ -72,6 +74,9 @@ __all__ = [
     "package_hash",
     "plan",
     "format_plan",
+    "needs_apertium",
+    "papermill_executor",
+    "verbose_executor",
     "reproduce",
     "papermill_executor",
     "project_root",
@@ -88,6 +93,7 @@ PLANNED: dict[str, tuple[str, ...]] = {
     "05_scaling": ("MODEL", "I_RANGE", "N_TRAIN", "HPARAMS", "RESULTS_NAME"),
     "06_iti_ablation": ("MODEL", "N_EDITS", "ALPHAS", "KS", "L1", "L2", "RESULTS_NAME"),
     "07_learning_rate": ("MODEL", "N_EDITS", "MEMIT_LRS", "PMET_LRS", "RESULTS_NAME"),
+    "08_many_languages": ("MODEL", "LANGS", "EDIT_LANG", "N_EDITS", "K", "RESULTS_NAME"),
 }
 
 #: Files of the package hash that do not change what a notebook computes (paths relative to the root).
@@ -301,6 +307,23 @@ def _results_name(spec: NotebookSpec, defaults: Mapping[str, Any] | None) -> str
     return spec.name
 
 
+#: Parameters whose notebook defaults belong to the embedded CPU model and its CI data (its presets, the
+#: 233-case build, notebook 03's CI results, learning-rate grids around its presets' rates). An entry that
+#: sets ``MODEL`` to another model must set each of these that its notebook has (the same value explicitly
+#: if that is meant): left out, the notebook would edit the other model with Gemma's layers and heads.
+MODEL_SPECIFIC: tuple[str, ...] = ("DATASET", "HPARAMS", "PMET_HPARAMS", "MEMAT_HPARAMS", "HEADS_RESULTS",
+                                   "MEMIT_LRS", "PMET_LRS")
+
+
+def model_specific_gaps(spec: NotebookSpec, defaults: Mapping[str, Any]) -> list[str]:
+    """The :data:`MODEL_SPECIFIC` parameters of a notebook whose entry sets ``MODEL`` to another model than the
+    notebook's default but leaves them at their CPU defaults (empty when ``MODEL`` is not changed)."""
+    model = spec.parameters.get("MODEL")
+    if model is None or model == defaults.get("MODEL"):
+        return []
+    return [p for p in MODEL_SPECIFIC if p in defaults and p not in spec.parameters]
+
+
 def _validate(config: ReproduceConfig) -> tuple[dict[str, dict | None], list[tuple[str, str]]]:
     """Per notebook: its parameter defaults (None when its file is missing); (name, warning) pairs.
     Raises ConfigError."""
@@ -324,6 +347,12 @@ def _validate(config: ReproduceConfig) -> tuple[dict[str, dict | None], list[tup
         for p in spec.parameters:
             if p not in known:
                 raise ConfigError(f"{config.source}: notebook {spec.name}: unknown parameter {p!r}; {where} {known}")
+        gaps = model_specific_gaps(spec, defaults[spec.name] or {})
+        if gaps:
+            raise ConfigError(f"{config.source}: notebook {spec.name}: MODEL={spec.parameters['MODEL']!r} but "
+                              f"{', '.join(gaps)} keep the embedded model's CPU defaults "
+                              f"({', '.join(f'{p}={defaults[spec.name][p]!r}' for p in gaps)}); set each of them "
+                              "(the same value explicitly if that is meant)")
     return defaults, warnings
 
 
@@ -449,12 +478,40 @@ def _also_default_report(report: Mapping | None) -> bool:
 
 
 # --------------------------------------------------------------------------- running
-def papermill_executor(notebook: Path, output: Path, parameters: dict, cwd: Path, kernel: str) -> None:
-    """Execute ``notebook`` into ``output`` with papermill (which leaves the failed notebook in ``output``)."""
+def papermill_executor(notebook: Path, output: Path, parameters: dict, cwd: Path, kernel: str,
+                       log_output: bool = False) -> None:
+    """Execute ``notebook`` into ``output`` with papermill (which leaves the failed notebook in ``output``);
+    ``log_output`` streams the cells' output to the log as they run (``memat reproduce --verbose``)."""
     import papermill
 
     papermill.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(cwd),
-                               kernel_name=kernel, progress_bar=sys.stderr.isatty(), log_output=False)
+                               kernel_name=kernel, progress_bar=sys.stderr.isatty(), log_output=log_output)
+
+
+def verbose_executor(notebook: Path, output: Path, parameters: dict, cwd: Path, kernel: str) -> None:
+    """:func:`papermill_executor` streaming each notebook's output (papermill's ``log_output``)."""
+    papermill_executor(notebook, output, parameters, cwd, kernel, log_output=True)
+
+
+#: The notebook that translates, and the translator prefix that needs Debian's apertium packages.
+TRANSLATING_NOTEBOOK, APERTIUM = "01_dataset_translation", "apertium"
+
+
+def needs_apertium(config: ReproduceConfig, items: Sequence[PlanItem] | None = None) -> bool:
+    """Whether a run of ``config`` needs Apertium: its translating notebook will run (not up to date, see
+    :func:`plan`) with a ``TRANSLATOR`` (its entry's, else the notebook's default) starting with "apertium".
+    ``make reproduce`` installs the Debian packages only then, so a cached build, or another translator
+    (``ctranslate2:...``, ``hf:...``), needs neither apt nor root."""
+    items = plan(config) if items is None else items
+    for item in items:
+        if item.name != TRANSLATING_NOTEBOOK or item.action != "run":
+            continue
+        translator = item.parameters.get("TRANSLATOR")
+        if translator is None:
+            translator = (_defaults(item.notebook) if item.notebook.exists() else {}).get("TRANSLATOR", APERTIUM)
+        if str(translator).split(":", 1)[0] == APERTIUM:
+            return True
+    return False
 
 
 @contextlib.contextmanager
@@ -561,6 +618,11 @@ def add_subcommand(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     p.add_argument("--only", action="append", metavar="NAME", default=None,
                    help="consider only this notebook (repeatable); with --force, re-run just it")
     p.add_argument("--no-report", action="store_true", help="do not rebuild the report at the end")
+    p.add_argument("--verbose", action="store_true",
+                   help="stream each notebook's output while it runs (papermill's log_output; make reproduce VERBOSE=1)")
+    p.add_argument("--needs-apertium", action="store_true",
+                   help="run nothing; exit 0 if a notebook that will run translates with Apertium, 1 if none does "
+                        "(make reproduce installs the Debian packages only then)")
     p.set_defaults(func=run_command)
 
 
@@ -568,7 +630,12 @@ def run_command(args: argparse.Namespace) -> int:
     """The handler of ``memat reproduce``: run it with the parsed ``args``; the exit code."""
     try:
         config = load_config(args.config)
-        reproduce(config, force=args.force, only=args.only, plan_only=args.plan, report=not args.no_report)
+        if getattr(args, "needs_apertium", False):
+            needed = needs_apertium(config, plan(config, force=args.force, only=args.only))
+            print(f"apertium: {'needed' if needed else 'not needed'} by {args.config}")
+            return 0 if needed else 1
+        reproduce(config, force=args.force, only=args.only, plan_only=args.plan, report=not args.no_report,
+                  executor=verbose_executor if getattr(args, "verbose", False) else None)
     except ConfigError as exc:
         print(f"memat reproduce: {exc}", file=sys.stderr)
         return 2
