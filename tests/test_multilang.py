@@ -453,3 +453,31 @@ def test_load_bmike53_languages_on_the_real_files():
     assert all(set(c.langs) == {"en", "he", "zh"} for c in cases)
     with pytest.raises(ValueError, match="besides English"):
         load_bmike53_languages(["en"], source_dir=shared)
+
+
+def test_many_language_verdicts_use_the_case_bootstrap_and_count_chance(frames):
+    """The pooled reading uses the wider of the normal and the case-bootstrap interval (a fact's languages are
+    not independent); one significantly positive MEMAT cell of many is what chance gives: does not hold."""
+    from memat.multilang import many_language_verdicts
+
+    edited, unedited, overlap = frames
+    transfer = transfer_by_language(edited, unedited, overlap)
+    pooled = transfer_by_jaccard_group(edited, unedited, overlap, n_boot=0)
+    reg = {"coefficients": pd.DataFrame([{"term": "jaccard", "coef": 1.2, "lo": 0.1, "hi": 2.0}]), "n_prompts": 8}
+    gain = memat_gain_by_language(edited, unedited, overlap)
+    sure = pooled.assign(diff=20.0, lo=10.0, hi=30.0, mde=8.0, at_this_n="differs")
+    assert many_language_verdicts(transfer, sure, reg, gain, "en", "tiny", 4)["tokenisation"]["verdict"] == "holds"
+    loose = sure.assign(boot_lo=-2.0, boot_hi=40.0)  # the bootstrap interval contains 0; mde 8 < 10
+    tok = many_language_verdicts(transfer, loose, reg, gain, "en", "tiny", 4)["tokenisation"]
+    assert tok["verdict"] == "does not hold" and "(case bootstrap [-2.0, +40.0])" in tok["statement"]
+    assert many_language_verdicts(transfer, loose.assign(mde=15.0), reg, gain, "en", "tiny", 4)["tokenisation"]["verdict"] == CANNOT_TELL
+    # eight more languages copied from the first cross-lingual ones: enough cells that one is what chance gives
+    extra = pd.concat([gain[gain.lang != "en"].assign(lang=f"x{i}") for i in range(8)])
+    one_up = pd.concat([gain, extra], ignore_index=True).assign(mean=0.0, ci=1.0, lo=-1.0, hi=1.0, mde=2.0)
+    cross = (one_up.lang != "en") & one_up.metric.isin(["EM", "PM"])
+    assert 3 <= cross.sum() <= 40  # chance_positives: 1
+    first = one_up.index[cross][0]
+    one_up.loc[first, ["mean", "lo", "hi"]] = [5.0, 4.0, 6.0]
+    mv = many_language_verdicts(transfer, pooled, reg, one_up, "en", "tiny", 4)["memat_unseen_languages"]
+    assert mv["chance_positives"] == 1 and mv["verdict"] == "does not hold"
+    assert "By chance alone about 1 of" in mv["statement"]

@@ -211,3 +211,13 @@ def test_cannot_tell_rule(lo, hi, mde, effect, blind):
 
 def test_the_status_reads_as_the_issue_words_it():
     assert CANNOT_TELL == "cannot tell at this n"
+
+
+def test_chance_positives():
+    from memat.power import chance_positives
+
+    # 2.5% of the intervals lie above 0 when nothing differs: 0.6 of 24 -> 1; 0 of 0; 2.5 of 100 -> 3
+    assert [chance_positives(n) for n in (0, 1, 24, 40, 100)] == [0, 1, 1, 1, 3]
+    assert chance_positives(24, level=0.5) == 6
+    with pytest.raises(ValueError, match="n_tests"):
+        chance_positives(-1)

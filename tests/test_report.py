@@ -144,6 +144,34 @@ def lr_results(spread: float = 20.0) -> dict:
     return {"parameters": {"MODEL": "tiny", "N_EDITS": 40}, "metrics": rows}
 
 
+def languages_results(diff: float = 20.0, memat_gain: float = 12.0, ci: float = 4.0) -> dict:
+    """Notebook 08's results: ``diff``, the pooled ES gain J=1 - J<=0.5 (interval ``diff +- 2 ci``, detectable
+    ``2.8 ci``); ``memat_gain``, every MEMAT - MEMIT cell (interval ``+- ci``, detectable ``2.8 ci / 1.96``)."""
+    langs = [("en", "Latin", 1.0), ("de", "Latin", 0.75), ("ru", "Cyrillic", 0.125), ("zh", "Han", 0.0)]
+    profile = [{"lang": l, "n_cases": 16, "share_j1": j, "share_mid": 0.0, "share_low": 1 - j, "mean_jaccard": j,
+                "script": sc, "script_share": 1.0, "is_edit_lang": l == "en"} for l, sc, j in langs]
+    transfer, gain = [], []
+    for l, sc, j in langs:
+        for m in ("ES", "EM"):
+            g = 40.0 * j
+            transfer.append({"lang": l, "metric": m, "edited": 30.0 + g, "unedited": 30.0, "mean": g, "ci": ci,
+                             "lo": g - ci, "hi": g + ci, "n": 16, "mde": 2.8 * ci / 1.96, "share_j1": j, "script": sc,
+                             "is_edit_lang": l == "en"})
+        for m in ("ES", "EM", "PM"):
+            gain.append({"lang": l, "metric": m, "memat": 50.0 + memat_gain, "memit": 50.0, "mean": memat_gain,
+                         "ci": ci, "lo": memat_gain - ci, "hi": memat_gain + ci, "n": 16, "mde": 2.8 * ci / 1.96,
+                         "share_j1": j, "script": sc, "is_edit_lang": l == "en"})
+    pooled = [{"metric": m, "langs": 3, "n_j1": 12, "n_low": 20, "gain_j1": 30.0 + diff, "gain_low": 30.0,
+               "diff": diff, "lo": diff - 2 * ci, "hi": diff + 2 * ci, "mde": 2.8 * ci, "boot_lo": diff - 2.5 * ci,
+               "boot_hi": diff + 2.5 * ci, "at_this_n": "differs"} for m in ("ES", "EM")]
+    coefficients = [{"term": t, "coef": c, "lo": c - 1, "hi": c + 1, "odds_ratio": math.exp(c)}
+                    for t, c in (("intercept", -1.5), ("jaccard", 2.25), ("script[Cyrillic]", -0.5))]
+    regression = {"coefficients": coefficients, "n_prompts": 48, "n_cases": 16, "n_langs": 3, "success_rate": 25.0,
+                  "kind": "rewrite", "reference_script": "Latin"}
+    return {"parameters": {"MODEL": "tiny", "LANGS": ["de", "ru", "zh"], "EDIT_LANG": "en", "N_EDITS": 16, "K": 16},
+            "profile": profile, "transfer": transfer, "pooled": pooled, "regression": regression, "memat_gain": gain}
+
+
 def synthetic(**kw) -> dict:
     return {
         "01_dataset_translation": json.loads((RESULTS / "01_dataset_translation.json").read_text()),
@@ -153,6 +181,7 @@ def synthetic(**kw) -> dict:
         "05_scaling": scaling_results(*kw.get("scaling", ())),
         "06_iti_ablation": iti_results(*kw.get("iti", ())),
         "07_learning_rate": lr_results(*kw.get("lr", ())),
+        "08_many_languages": languages_results(*kw.get("languages", ())),
     }
 
 
@@ -324,6 +353,8 @@ def test_synthetic_report_is_complete_and_sourced(tmp_path):
     ("scaling", 1, {"scaling": (5.0, 30.0)}, {"scaling": (5.0, 300.0)}),
     ("iti", 0, {"iti": (20.0,)}, {"iti": (95.0,)}),
     ("lr", 0, {"lr": (20.0,)}, {"lr": (2.0,)}),
+    ("languages", 0, {"languages": (20.0,)}, {"languages": (-20.0,)}),
+    ("languages", 1, {"languages": (20.0, 12.0)}, {"languages": (20.0, -12.0)}),
 ])
 def test_claims_flip_with_the_numbers(tmp_path, section, index, good, bad):
     claim = _claim(section, index)
@@ -617,3 +648,20 @@ def test_run_size():
     assert report.run_size({"parameters": {"I_RANGE": [8, 10]}, "edit_sizes": [100, 316, 100]}) == "n = 100, 316 edits"
     assert report.run_size({"parameters": {"I_RANGE": [8, 16]}}) == "n = 100, 10,000 edits"
     assert report.run_size({}) == report.run_size(None) == "n not recorded"
+
+
+def test_many_languages_cannot_tell_and_no_effect(tmp_path):
+    kw = {"figures_dir": tmp_path, "out_dir": tmp_path}
+    # pooled difference 2 +- 2 x 6: contains 0, detectable 16.8 > 10 points: cannot tell; MEMAT 0 +- 6, detectable 8.6
+    text = report.build_report(synthetic(languages=(2.0, 0.0, 6.0)), **kw)
+    v = _verdicts(text)
+    assert v[_claim("languages", 0)] == CANNOT_TELL
+    assert v[_claim("languages", 1)] == FAILS  # no cell significant, but each could detect 10 points
+    # with ci 1: contains 0 (2 +- 2), detectable 2.8 < 10: no 10-point difference, does not hold
+    assert _verdicts(report.build_report(synthetic(languages=(2.0, 12.0, 1.0)), **kw))[_claim("languages", 0)] == FAILS
+    # every MEMAT interval contains 0 and none could detect 10 points: cannot tell
+    blind = _verdicts(report.build_report(synthetic(languages=(20.0, 1.0, 9.0)), **kw))
+    assert blind[_claim("languages", 1)] == CANNOT_TELL
+    lang = report.split_sections(text)[next(s.title for s in SECTIONS if s.key == "languages")]
+    assert "| ES | 32.0 | 30.0 | 2.0 | [-10.0, 14.0] | [-13.0, 17.0] | 16.8 | differs | 12 / 20 |" in lang
+    assert "| jaccard | 2.250 | [1.250, 3.250] | 9.488 |" in lang

@@ -35,7 +35,7 @@ from .data.loaders import subject_jaccard
 from .data.records import EditCase
 from .evaluate import METRIC_NAMES, mean_ci, paired_difference, summarize
 from .experiments import jaccard_group
-from .power import CANNOT_TELL, two_group_comparison
+from .power import CANNOT_TELL, chance_positives, two_group_comparison
 from .report import ALPHA, POWER, at_this_n, jaccard_comparison, reference_effect
 
 __all__ = [
@@ -651,14 +651,16 @@ def many_language_verdicts(transfer: pd.DataFrame, pooled: pd.DataFrame, regress
     """Notebook 08's two answers, each ``{verdict, statement, ...}`` with the numbers it rests on.
 
     * ``tokenisation``: does transfer follow subject tokenisation beyond English and Catalan? Read on the
-      pooled J = 1 against J <= 0.5 difference of the ES transfer gain (:func:`transfer_by_jaccard_group`):
-      "holds" when its interval lies above 0, "does not hold" when it lies below 0 or could have detected
-      the reference effect and contains 0, "cannot tell at this n" otherwise; the regression's Jaccard
+      pooled J = 1 against J <= 0.5 difference of the ES transfer gain (:func:`transfer_by_jaccard_group`),
+      on the wider of its normal and its case-bootstrap interval (a fact's languages are not independent):
+      "holds" when it lies above 0, "does not hold" when it lies below 0 or could have detected the
+      reference effect and contains 0, "cannot tell at this n" otherwise; the regression's Jaccard
       coefficient (log-odds, bootstrap interval) is quoted beside it.
     * ``memat_unseen_languages``: does MEMAT benefit languages it was not trained on? The rule of
       :func:`memat.experiments.crosslingual_gain_verdict` on the EM/PM gains MEMAT - MEMIT of every language but
       ``edit_lang``; "cannot tell at this n" when every such interval contains 0 and none could detect the
-      reference effect."""
+      reference effect, and "does not hold" when no more cells are significantly positive than chance gives
+      (:func:`memat.power.chance_positives`: one of 24 at the 95% level)."""
     from .experiments import crosslingual_gain_verdict
 
     effect, effect_name = reference_effect()
@@ -667,6 +669,14 @@ def many_language_verdicts(transfer: pd.DataFrame, pooled: pd.DataFrame, regress
         raise ValueError("many_language_verdicts: pooled has no ES row")
     r = es.iloc[0]
     reading = r["at_this_n"]
+    lo, hi = float(r["lo"]), float(r["hi"])
+    boot = [float(r.get(k, np.nan)) for k in ("boot_lo", "boot_hi")]
+    if all(np.isfinite(boot)):
+        # the units of one fact (its languages) are not independent: judge on the wider of the normal and the
+        # case-bootstrap interval
+        lo, hi = min(lo, boot[0]), max(hi, boot[1])
+        reading = ("differs" if lo > 0 or hi < 0 else CANNOT_TELL if float(r["mde"]) > effect
+                   else f"no {effect:g}-point difference")
     if reading == "differs":
         tok = "holds" if r["diff"] > 0 else "does not hold"
     elif reading.startswith("no ") and reading.endswith("-point difference"):
@@ -681,16 +691,29 @@ def many_language_verdicts(transfer: pd.DataFrame, pooled: pd.DataFrame, regress
         "verdict": tok, "diff": float(r["diff"]), "lo": float(r["lo"]), "hi": float(r["hi"]), "mde": float(r["mde"]),
         "effect": effect,
         "statement": (f"ES transfer gain for J = 1 minus J <= 0.5, pooled over {transfer.lang.nunique() - 1} languages "
-                      f"on {model} with {n_cases} facts: {r['diff']:+.1f} points [{r['lo']:+.1f}, {r['hi']:+.1f}], "
-                      f"detectable difference {r['mde']:.1f} against {effect_name} ({reading}){reg_text}."),
+                      f"on {model} with {n_cases} facts: {r['diff']:+.1f} points [{r['lo']:+.1f}, {r['hi']:+.1f}]"
+                      + (f" (case bootstrap [{boot[0]:+.1f}, {boot[1]:+.1f}])" if all(np.isfinite(boot)) else "")
+                      + f", detectable difference {r['mde']:.1f} against {effect_name} ({reading}){reg_text}."),
     }
     cross = gain[gain.lang != edit_lang]
     mv = crosslingual_gain_verdict(cross.assign(setting=edit_lang), {edit_lang: edit_lang}, model, n_cases)
     mag = cross[cross.metric.isin(["EM", "PM"])]
     blind = bool(len(mag)) and bool(((mag.lo <= 0) & (mag.hi >= 0) & (mag.mde > effect)).all())
+    chance = chance_positives(int(mv["cross_lingual_tests"]))
+    if blind:
+        verdict = CANNOT_TELL
+    elif mv["verdict"] == "appear":
+        verdict = "holds"
+    elif mv["verdict"] == "do not appear" or mv["cross_lingual_gains"] <= chance:
+        verdict = "does not hold"  # no more significant gains than chance gives
+    else:
+        verdict = "holds in part"
     memat = {
-        "verdict": CANNOT_TELL if blind else {"appear": "holds", "do not appear": "does not hold"}.get(mv["verdict"], "holds in part"),
+        "verdict": verdict,
+        "chance_positives": chance,
         "magnitude_verdict": mv,
-        "statement": mv["statement"] + (f" Every interval contains 0 and none could detect {effect_name}." if blind else ""),
+        "statement": mv["statement"] + (f" Every interval contains 0 and none could detect {effect_name}." if blind else
+                                        f" By chance alone about {chance} of {mv['cross_lingual_tests']} would be "
+                                        "significantly positive."),
     }
     return {"tokenisation": tokenisation, "memat_unseen_languages": memat}

@@ -62,6 +62,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = [
+    "chance_positives",
     "CANNOT_TELL",
     "Comparison",
     "z_level",
@@ -265,3 +266,13 @@ def cannot_tell(lo: float, hi: float, mde: float, effect: float) -> bool:
 def power_verdict(status: str, lo: float, hi: float, mde: float, effect: float) -> str:
     """:data:`CANNOT_TELL` when :func:`cannot_tell`, else ``status`` unchanged."""
     return CANNOT_TELL if cannot_tell(lo, hi, mde, effect) else status
+
+
+def chance_positives(n_tests: int, level: float = 0.95) -> int:
+    """How many of ``n_tests`` independent two-sided intervals at ``level`` lie above 0 by chance alone when
+    every true difference is 0, rounded up: ``ceil(n_tests * (1 - level) / 2)`` (one of 24 at 95%). A count
+    of significantly positive cells no larger than this is no evidence of a gain."""
+    if isinstance(n_tests, bool) or not isinstance(n_tests, int) or n_tests < 0:
+        raise ValueError(f"chance_positives: n_tests must be an int >= 0, got {n_tests!r}")
+    _check_prob(level, "level")
+    return math.ceil(n_tests * (1 - level) / 2 - 1e-12)

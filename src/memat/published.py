@@ -109,6 +109,8 @@ NOT_TRANSCRIBED: dict[str, str] = {
     "Fig. 4": "metrics against the number of edits (only the cost sentence is transcribed)",
     "Fig. 10": "ITI ablation",
     "Figs. 5/6": "learning-rate sweeps of MEMIT and PMET",
+    "§10 Limitations": "no number: the paper ran English and Catalan only and says its findings 'may be limited' "
+                       "beyond them",
 }
 
 

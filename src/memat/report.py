@@ -54,7 +54,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .io import atomic_write_text
 from .paths import project_root
-from .power import CANNOT_TELL, Comparison, paired_comparison, two_group_comparison, two_proportion_comparison
+from .power import CANNOT_TELL, Comparison, chance_positives, paired_comparison, two_group_comparison, two_proportion_comparison
 from .published import NOT_TRANSCRIBED, PUBLISHED, Published, published
 from .settings import Setting, letter_lang
 
@@ -1089,6 +1089,91 @@ def _judge_lr(ctx: Context) -> Verdict:
     return Verdict(status, "; ".join(parts) + " (holds when HM moves by at least 5 points across the grid)")
 
 
+# --------------------------------------------------------------------------- §10 Limitations: many languages
+F8 = "08_many_languages"
+
+
+def _build_languages(ctx: Context) -> list[str]:
+    d = ctx[F8]
+    params = d.get("parameters") or {}
+    edit = params.get("EDIT_LANG", "en")
+    lines = ctx.figure("fig_languages_transfer.png", "Notebook 08: transfer gain per language against its share of J = 1 subjects")
+    lines += ctx.figure("fig_languages_memat.png", "Notebook 08: MEMAT − MEMIT per language, corrections trained in the edit language")
+    lines += [f"Languages and their subjects against the edit language ({edit}): facts evaluated, share of subjects "
+              "with J = 1 and J <= 0.5 (percent), mean Jaccard and the most frequent script:", ""]
+    lines += md_table(["lang", "facts", "J=1 (%)", "J<=0.5 (%)", "mean J", "script"],
+                      [[r["lang"], fmt(r["n_cases"], "count"), fmt(r["share_j1"], "frac"), fmt(r["share_low"], "frac"),
+                        fmt(r["mean_jaccard"], "nats"), r["script"]] for r in d["profile"]]) + [""]
+    lines += [f"(a) Transfer gain per language, edited minus unedited on the same facts (points, 95% interval; the "
+              f"{edit} row is efficacy):", ""]
+    lines += md_table(["lang", "metric", "edited", "unedited", "gain", "interval", "detectable"],
+                      [[r["lang"], r["metric"], fmt(r["edited"]), fmt(r["unedited"]), fmt(r["mean"]),
+                        f"[{fmt(r['lo'])}, {fmt(r['hi'])}]", fmt(r["mde"])] for r in d["transfer"]]) + [""]
+    lines += ["(b) Pooled over the other languages: the transfer gain of J = 1 against J <= 0.5 subjects (units: "
+              "fact × language; detectable difference at 80% power, 5% level):", ""]
+    lines += md_table(["metric", "J=1 gain", "J<=0.5 gain", "difference", "interval", "case bootstrap", "detectable",
+                       "reading", "units (J=1 / J<=0.5)"],
+                      [[r["metric"], fmt(r.get("gain_j1")), fmt(r.get("gain_low")), fmt(r["diff"]),
+                        f"[{fmt(r['lo'])}, {fmt(r['hi'])}]", f"[{fmt(r.get('boot_lo'))}, {fmt(r.get('boot_hi'))}]",
+                        fmt(r["mde"]), r["at_this_n"], f"{fmt(r.get('n_j1'), 'count')} / {fmt(r.get('n_low'), 'count')}"]
+                       for r in d["pooled"]]) + [""]
+    reg = d["regression"]
+    lines += [f"(c) Logistic regression of per-prompt transfer success ({reg['kind']} prompts outside {edit}: "
+              f"{fmt(reg['n_prompts'], 'count')} prompts, {fmt(reg['n_cases'], 'count')} facts, "
+              f"{fmt(reg['n_langs'], 'count')} languages; reference script {reg['reference_script']}; case-bootstrap "
+              "intervals):", ""]
+    lines += md_table(["term", "log-odds", "interval", "odds ratio"],
+                      [[r["term"], fmt(r["coef"], "nats"), f"[{fmt(r['lo'], 'nats')}, {fmt(r['hi'], 'nats')}]",
+                        fmt(r["odds_ratio"], "nats")]
+                       for r in reg["coefficients"]]) + [""]
+    lines += ["(d) MEMAT − MEMIT per language, paired over facts (points, 95% interval):", ""]
+    lines += md_table(["lang", "metric", "MEMAT", "MEMIT", "gain", "interval", "detectable"],
+                      [[r["lang"], r["metric"], fmt(r["memat"]), fmt(r["memit"]), fmt(r["mean"]),
+                        f"[{fmt(r['lo'])}, {fmt(r['hi'])}]", fmt(r["mde"])] for r in d["memat_gain"]]) + [""]
+    return lines
+
+
+def _judge_languages_tokenisation(ctx: Context) -> Verdict:
+    d = ctx[F8]
+    r = one(d["pooled"], metric="ES")
+    effect, name = reference_effect()
+    lo, hi, diff, mde = float(r["lo"]), float(r["hi"]), float(r["diff"]), float(r["mde"])
+    n_langs = len({t["lang"] for t in d["transfer"]}) - 1
+    text = (f"pooled over {n_langs} languages, the ES transfer gain of J = 1 subjects minus J <= 0.5 subjects is "
+            f"{fmt(diff)} points, 95% interval [{fmt(lo)}, {fmt(hi)}]")
+    boot = [r.get("boot_lo"), r.get("boot_hi")]
+    if all(isinstance(b, (int, float)) and math.isfinite(b) for b in boot):
+        # a fact's languages are not independent units: the wider of the two intervals decides
+        lo, hi = min(lo, float(boot[0])), max(hi, float(boot[1]))
+        text += f" (case bootstrap [{fmt(boot[0])}, {fmt(boot[1])}], the wider decides)"
+    text += f", detectable difference {fmt(mde)}"
+    if lo > 0:
+        return Verdict(HOLDS, text)
+    if hi < 0 or not mde > effect:
+        return Verdict(FAILS, text)
+    return Verdict(CANNOT_TELL, text + f": the interval contains 0 and the test could not detect {name}")
+
+
+def _judge_languages_memat(ctx: Context) -> Verdict:
+    d = ctx[F8]
+    edit = (d.get("parameters") or {}).get("EDIT_LANG", "en")
+    effect, name = reference_effect()
+    cells = [r for r in d["memat_gain"] if r["lang"] != edit and r["metric"] in ("EM", "PM")]
+    if not cells:
+        raise KeyError(f"no EM/PM rows outside the edit language {edit!r}")
+    up = [r for r in cells if float(r["lo"]) > 0]
+    down = [r for r in cells if float(r["hi"]) < 0]
+    text = (f"of {len(cells)} EM/PM cells MEMAT − MEMIT in {len({r['lang'] for r in cells})} languages the corrections "
+            f"never saw, {len(up)} are significantly positive and {len(down)} significantly negative")
+    if not up and not down and all(float(r["mde"]) > effect for r in cells):
+        return Verdict(CANNOT_TELL, text + f"; every interval contains 0 and none could detect {name}")
+    if 2 * len(up) >= len(cells) and not down:
+        return Verdict(HOLDS, text)
+    chance = chance_positives(len(cells), LEVEL)
+    text += f" (by chance alone about {fmt(chance, 'count')} would be significantly positive)"
+    return Verdict(FAILS if len(up) <= max(len(down), chance) else PARTLY, text)
+
+
 # --------------------------------------------------------------------------- the registry
 SECTIONS: list[Section] = [
     Section("dataset", "Fig. 7 — the bilingual English/Catalan CounterFact", "Fig. 7",
@@ -1131,6 +1216,14 @@ SECTIONS: list[Section] = [
         Claim("the learning rate of the target optimisation matters for MEMIT and PMET (the paper tunes it)",
               _judge_lr),
     )),
+    Section("languages", "§10 Limitations — many languages (notebook 08, BMIKE-53)", "§10 Limitations", (F8,),
+            _build_languages, claims=(
+                Claim("beyond English and Catalan, an edit transfers better to languages whose subject keeps the "
+                      "edit language's tokens (J = 1) than to those where it does not (J <= 0.5) (§5.1's finding, "
+                      "which §10 says may not generalise)", _judge_languages_tokenisation),
+                Claim("MEMAT 'benefits languages not included in the training data' (abstract): corrections trained "
+                      "in the edit language raise EM/PM in languages they never saw", _judge_languages_memat),
+            )),
 ]
 
 
