@@ -665,3 +665,32 @@ def test_many_languages_cannot_tell_and_no_effect(tmp_path):
     lang = report.split_sections(text)[next(s.title for s in SECTIONS if s.key == "languages")]
     assert "| ES | 32.0 | 30.0 | 2.0 | [-10.0, 14.0] | [-13.0, 17.0] | 16.8 | differs | 12 / 20 |" in lang
     assert "| jaccard | 2.250 | [1.250, 3.250] | 9.488 |" in lang
+
+
+def test_table1_is_the_papers_text_cell_by_cell():
+    """Every cell of published.TABLE1 against Table 1 as the paper's text prints it (shared/paper/, beside the
+    project in CI): the rows' mean(ci) pairs, English then Catalan, success block then magnitude block."""
+    paper = ROOT.parent / "shared" / "paper" / "memat-arxiv-2502.02173.md"
+    if not paper.exists():
+        pytest.skip(f"{paper} is not here")
+    text = paper.read_text(encoding="utf-8")
+    block = text[text.index("(Training Language(s))"):text.index("Table 1: Results")]
+    cells = {}
+    metrics = iter([("ES", "PS", "NS"), ("EM", "PM", "NM")])
+    names = None
+    for line in block.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 7 and parts[1].strip().replace("<b>", "").replace("</b>", "") in ("ES", "EM"):
+            names = next(metrics)
+            continue
+        if names is None or len(parts) != 7:
+            continue
+        row = re.sub(r"\$\((C[CE]\*?)\)\$", r"(\1)", parts[0]).strip()
+        nums = [re.findall(r"-?\d+\.\d", p.replace("$", "")) for p in parts[1:]]
+        for i, (m, lang) in enumerate((m, l) for m in names for l in ("en", "ca")):
+            cells[(row, lang, m)] = tuple(float(x) for x in nums[i])
+    assert len(cells) == len(pub.TABLE1) == 84
+    assert cells == pub.TABLE1
+    assert pub.table1("MEMAT-16 (CE)", "en", "EM") == (43.8, 1.3)
+    with pytest.raises(KeyError, match="rows"):
+        pub.table1("MEMAT-8 (CC)", "en", "EM")

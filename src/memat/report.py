@@ -55,7 +55,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from .io import atomic_write_text
 from .paths import project_root
 from .power import CANNOT_TELL, Comparison, chance_positives, paired_comparison, two_group_comparison, two_proportion_comparison
-from .published import NOT_TRANSCRIBED, PUBLISHED, Published, published
+from .published import NOT_TRANSCRIBED, PUBLISHED, TABLE1, TABLE1_ROWS, TABLE1_SOURCE, Published, published
 from .settings import Setting, letter_lang
 
 __all__ = [
@@ -202,6 +202,9 @@ def allowed_numbers(payloads: Iterable[Any], published_numbers: Sequence[Publish
                 allowed.update(numbers_in(leaf))
         for v in derived_numbers(payload):
             add_number(v)
+    for mean, ci in TABLE1.values():  # the paper's Table 1, shown beside ours in the Tables 1-2 section
+        add_number(mean)
+        add_number(ci)
     for p in published_numbers:
         add_number(p.value)
         for s in (p.text, p.where, p.key, p.source):
@@ -401,6 +404,13 @@ def _published_lines(section: Section) -> list[str]:
     note = NOT_TRANSCRIBED.get(section.paper)
     if note:
         lines.append(f"- Not transcribed from the paper: {note} (see `src/memat/published.py`).")
+    if section.paper == "Tables 1-2":
+        metrics = ("ES", "PS", "NS", "EM", "PM", "NM")
+        lines += ["", f"The paper's Table 1 (Aguila-7B, 1,000 edits, PMET and MEMIT trained in Catalan; mean ± 95% "
+                      f"interval as printed; {TABLE1_SOURCE}):", ""]
+        lines += md_table(["paper's row", "lang", *metrics],
+                          [[row, lang, *(pm(*TABLE1[(row, lang, m)]) for m in metrics)]
+                           for row in TABLE1_ROWS for lang in ("en", "ca")])
     return lines + [""] if lines else []
 
 
@@ -1406,7 +1416,8 @@ def build_report(results: Mapping[str, Any] | None = None, *, results_dir: str |
     ]
     tail = ["## Published numbers used", ""]
     tail += md_table(["key", "value", "the paper's wording", "where", "source", "checked in the paper's text"],
-                     [[p.key, fmt(p.value, "count"), p.text, p.where, p.source, "yes" if p.verified else "no"]
+                     [[p.key, fmt(p.value, "count" if float(p.value).is_integer() else "g"), p.text, p.where, p.source,
+                       "yes" if p.verified else "no"]
                       for p in PUBLISHED])
     text = "\n".join(head + body + tail) + "\n"
     return re.sub(r"\n{3,}", "\n\n", text)
