@@ -694,3 +694,22 @@ def test_table1_is_the_papers_text_cell_by_cell():
     assert pub.table1("MEMAT-16 (CE)", "en", "EM") == (43.8, 1.3)
     with pytest.raises(KeyError, match="rows"):
         pub.table1("MEMAT-8 (CC)", "en", "EM")
+
+
+@pytest.mark.parametrize("index,a,b", [(4, "MEMIT sum", "MEMIT joint"), (5, "MEMAT joint", "MEMIT joint")])
+def test_appendix_h_claims_flip_with_table3(tmp_path, index, a, b):
+    kw = {"figures_dir": tmp_path, "out_dir": tmp_path}
+
+    def with_gap(gap):
+        data = synthetic()
+        for r in data["04_memat"]["table3"]:
+            r["mean"] = 50.0 + (gap if r["method"] == a else 0.0)
+            r["ci"] = 3.0
+        return data
+
+    claim = _claim("memat", index)
+    assert _verdicts(report.build_report(with_gap(30.0), **kw))[claim] == HOLDS
+    assert _verdicts(report.build_report(with_gap(-30.0), **kw))[claim] == FAILS
+    data = synthetic()
+    data["04_memat"]["table3"] = [r for r in data["04_memat"]["table3"] if r["method"] != a]
+    assert _verdicts(report.build_report(data, **kw))[claim] == report.UNMEASURED
