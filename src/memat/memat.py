@@ -43,16 +43,38 @@ on other facts (the paper's "recycled" CC*/CE* settings).
 
 Differences from the authors' released code
 -------------------------------------------
-The project lead reports that the paper's issue tracker noted the following in the authors' code; this
-implementation does NOT copy them:
+Checked on 2026-12-02 against dtamayo-nlp/MEMAT at commit afca60b (``attention_translation/
+multiple_head_optimization.py``, used by ``experiments/experiments_all_in_one.py``; the bilingual copy
+``bilingual_multihead_optimization.py`` has the same logic; hyperparameters in ``hparams/MEMIT/aguila.json``).
+This implementation does NOT copy the following:
 
-1. the correction sat on a padding position, so the KL term had no gradient (here: the last real token
-   of every row of a right-padded batch);
-2. the KL reference distribution was never reset between cases (here: recomputed, without corrections,
-   for every mini-batch's own cases);
-3. one norm served every head in the penalty (here: each head is divided by its own output norm);
-4. two heads in one layer overwrote each other (here: one hook per layer adds the sum of all of the
-   layer's head corrections, each in its own slice).
+1. **KL without gradient.** Their correction is added at the last slot of every padded row
+   (``cur_out[i, -1, head_number, :] += deltas[pair_index]``, lines 82-83), but the KL logits are read at
+   the subject's last token of ``"{} is a"`` (``fact_token="subject_last"``, lines 125-145), which comes
+   before that slot: with causal attention the KL has exactly zero gradient, whatever the padding (the
+   KL row's last slot is also a pad, a second reason). Here the correction sits at the last real token of
+   every row of a right-padded batch, where the KL is read.
+2. **KL reference never reset**: set once from the first request (``if kl_distr_init is None``, lines
+   150-151). Here it is recomputed, without corrections, for every mini-batch's own cases.
+3. **Norm penalty**: theirs is ``v_weight_decay * ||delta|| / ||a||**2`` (lines 174-177), linear in the
+   correction's norm, with one norm for every head (``target_init_attn`` replaced by the first head's output
+   at row 0, position -1, a pad slot, lines 78-79). Here eq. 12 as printed, ``(||omega|| / ||a||)**2``,
+   each head divided by its own output norm at the corrected position.
+4. **Heads sharing a layer** are all added during their training, but at inference each head's
+   ``displacement`` is written into ``dense.bias`` afresh (``experiments_all_in_one.py`` lines 481-487), so
+   the last head of a layer wins. Here one hook per layer adds all of that layer's corrections.
+5. **Clamp**: after every optimiser step they rescale each correction to at most ``clamp_norm_factor``
+   (0.75) times that one shared norm (lines 194-198). No clamp here (issue 13 adds one per head).
+6. Also theirs: the KL prompt is English ``"{} is a"`` for every language; the training prefixes are
+   MEMIT's cached L1 prefixes with the bare prompt; one epoch, one Adam step per 32 requests; lr 0.2,
+   KL weight 0.0625, penalty 0.001 (``aguila.json``) against this preset's package defaults. Their Catalan
+   scorer (``experiments/py/eval_utils_counterfact.py`` lines 433-435, ``targets[i % 2]`` over the chained
+   prompt list) scores each target under the other prompt variant, so their Catalan numbers are not paired
+   comparisons; the English scorer is. Inference through ``dense.bias`` adds the corrections at every
+   position, as :meth:`HeadCorrections.applied` does here.
+
+:data:`AUTHOR_CODE_DEPARTURES`, which notebook 04 prints and records, still has the shorter wording of items
+1-4 from before this check; it changes with notebook 04's next run.
 """
 from __future__ import annotations
 
