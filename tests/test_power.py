@@ -221,3 +221,12 @@ def test_chance_positives():
     assert chance_positives(24, level=0.5) == 6
     with pytest.raises(ValueError, match="n_tests"):
         chance_positives(-1)
+
+
+def test_count_reading():
+    from memat.power import count_reading
+
+    assert count_reading(12, 0, 24) == "holds" and count_reading(11, 0, 24) == "partly"
+    assert count_reading(2, 2, 24) == "fails" and count_reading(12, 1, 24) == "partly"
+    assert count_reading(1, 0, 24) == "partly" and count_reading(1, 0, 24, level=0.95) == "fails"  # chance: 1 of 24
+    assert count_reading(0, 0, 0) == "fails"

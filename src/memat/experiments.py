@@ -19,6 +19,7 @@ from .data.jaccard import jaccard_group, subject_jaccard  # jaccard_group re-exp
 from .data.records import EditCase
 from .io import atomic_path
 from .paths import project_root  # re-exported: the notebooks call experiments.project_root()
+from .power import count_reading
 from .settings import DEFAULT_LANGS, Setting
 
 __all__ = [
@@ -204,12 +205,8 @@ def crosslingual_gain_verdict(gains: Sequence[dict] | pd.DataFrame, edit_lang: M
     cross = mag[[lang != edit_lang[s] for lang, s in zip(mag.lang, mag.setting)]]
     up, down = mag[mag.low > 0], mag[mag.high < 0]
     n_up, n_down = int((cross.low > 0).sum()), int((cross.high < 0).sum())
-    if len(cross) and 2 * n_up >= len(cross) and n_down == 0:
-        verdict = "appear"
-    elif n_up <= n_down:
-        verdict = "do not appear"
-    else:
-        verdict = "appear only in part"
+    verdict = {"holds": "appear", "fails": "do not appear", "partly": "appear only in part"}[
+        count_reading(n_up, n_down, len(cross))]
 
     def cells(part: pd.DataFrame) -> list[dict]:
         return part[["setting", "lang", "metric", "mean", "ci"]].to_dict("records")

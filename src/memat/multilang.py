@@ -35,7 +35,7 @@ from .data.loaders import subject_jaccard
 from .data.records import EditCase
 from .evaluate import METRIC_NAMES, mean_ci, paired_difference, summarize
 from .experiments import jaccard_group
-from .power import CANNOT_TELL, chance_positives, two_group_comparison
+from .power import CANNOT_TELL, chance_positives, count_reading, two_group_comparison
 from .report import ALPHA, POWER, at_this_n, jaccard_comparison, reference_effect
 
 __all__ = [
@@ -700,14 +700,8 @@ def many_language_verdicts(transfer: pd.DataFrame, pooled: pd.DataFrame, regress
     mag = cross[cross.metric.isin(["EM", "PM"])]
     blind = bool(len(mag)) and bool(((mag.lo <= 0) & (mag.hi >= 0) & (mag.mde > effect)).all())
     chance = chance_positives(int(mv["cross_lingual_tests"]))
-    if blind:
-        verdict = CANNOT_TELL
-    elif mv["verdict"] == "appear":
-        verdict = "holds"
-    elif mv["verdict"] == "do not appear" or mv["cross_lingual_gains"] <= chance:
-        verdict = "does not hold"  # no more significant gains than chance gives
-    else:
-        verdict = "holds in part"
+    reading = count_reading(mv["cross_lingual_gains"], mv["cross_lingual_losses"], mv["cross_lingual_tests"], 0.95)
+    verdict = CANNOT_TELL if blind else {"holds": "holds", "fails": "does not hold", "partly": "holds in part"}[reading]
     memat = {
         "verdict": verdict,
         "chance_positives": chance,

@@ -63,6 +63,7 @@ import numpy as np
 
 __all__ = [
     "chance_positives",
+    "count_reading",
     "CANNOT_TELL",
     "Comparison",
     "z_level",
@@ -276,3 +277,14 @@ def chance_positives(n_tests: int, level: float = 0.95) -> int:
         raise ValueError(f"chance_positives: n_tests must be an int >= 0, got {n_tests!r}")
     _check_prob(level, "level")
     return math.ceil(n_tests * (1 - level) / 2 - 1e-12)
+
+
+def count_reading(n_up: int, n_down: int, n_cells: int, level: float | None = None) -> str:
+    """The package's one reading of a claim over many cells from its counts of significantly positive
+    (``n_up``) and negative (``n_down``) cells: "holds" when at least half are positive and none negative,
+    "fails" when no more are positive than negative (with ``level``, than :func:`chance_positives` gives
+    either), "partly" otherwise."""
+    if n_cells and 2 * n_up >= n_cells and n_down == 0:
+        return "holds"
+    floor = max(n_down, chance_positives(n_cells, level)) if level is not None else n_down
+    return "fails" if n_up <= floor else "partly"

@@ -54,7 +54,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .io import atomic_write_text
 from .paths import project_root
-from .power import CANNOT_TELL, Comparison, chance_positives, paired_comparison, two_group_comparison, two_proportion_comparison
+from .power import CANNOT_TELL, Comparison, chance_positives, count_reading, paired_comparison, two_group_comparison, two_proportion_comparison
 from .published import NOT_TRANSCRIBED, PUBLISHED, TABLE1, TABLE1_ROWS, TABLE1_SOURCE, Published, published
 from .settings import Setting, letter_lang
 
@@ -960,6 +960,10 @@ def _judge_portability(ctx: Context) -> Verdict:
                       "paired cell")
 
 
+#: memat.power.count_reading's words -> the report's statuses
+_STATUS_OF = {"holds": HOLDS, "partly": PARTLY, "fails": FAILS}
+
+
 def _table3_comps(d: Mapping, a: str, b: str) -> list[tuple[str, Comparison]]:
     """``a − b`` per (language, metric) of Table 3's rows (notebook 04's ``table3``), as two groups: the rows
     are summaries of the same cases, so a paired test would be tighter; this one is conservative."""
@@ -979,8 +983,7 @@ def _judge_table3(ctx: Context, a: str, b: str, claim: str) -> Verdict:
     comps = _table3_comps(ctx[F4], a, b)
     up = [label for label, c in comps if c.lo > 0]
     down = [label for label, c in comps if c.hi < 0]
-    status = HOLDS if 2 * len(up) >= len(comps) and not down else FAILS if len(up) <= len(down) else PARTLY
-    v = Verdict(status, f"{a} − {b} ({claim}): significantly above in {len(up)} of {len(comps)} (language, metric) "
+    v = Verdict(_STATUS_OF[count_reading(len(up), len(down), len(comps))], f"{a} − {b} ({claim}): significantly above in {len(up)} of {len(comps)} (language, metric) "
                 f"cells ({', '.join(up) or 'none'}), below in {len(down)} ({', '.join(down) or 'none'}); intervals of two "
                 "independent groups, conservative for these paired rows")
     effect, name = reference_effect()
@@ -1214,11 +1217,10 @@ def _judge_languages_memat(ctx: Context) -> Verdict:
             f"never saw, {len(up)} are significantly positive and {len(down)} significantly negative")
     if not up and not down and all(float(r["mde"]) > effect for r in cells):
         return Verdict(CANNOT_TELL, text + f"; every interval contains 0 and none could detect {name}")
-    if 2 * len(up) >= len(cells) and not down:
-        return Verdict(HOLDS, text)
-    chance = chance_positives(len(cells), LEVEL)
-    text += f" (by chance alone about {fmt(chance, 'count')} would be significantly positive)"
-    return Verdict(FAILS if len(up) <= max(len(down), chance) else PARTLY, text)
+    reading = count_reading(len(up), len(down), len(cells), LEVEL)
+    if reading != "holds":
+        text += f" (by chance alone about {fmt(chance_positives(len(cells), LEVEL), 'count')} would be significantly positive)"
+    return Verdict(_STATUS_OF[reading], text)
 
 
 # --------------------------------------------------------------------------- the registry
