@@ -8,9 +8,25 @@ head's output: the slice ``[h*head_dim:(h+1)*head_dim]`` of the tensor at the mo
 one per corrected layer, each adding a ``n_heads * head_dim`` vector holding all of that layer's head
 corrections (several heads in one layer all take effect):
 
-* :meth:`HeadCorrections.applied` (inference, ITI style): at every position of every sequence;
+* :meth:`HeadCorrections.applied` (inference, ITI style): at the positions its ``apply_positions`` names,
+  by default every position of every sequence (eq. 6; the authors' code, through ``o_proj``'s bias);
 * :meth:`HeadCorrections.hook_positions` (training): at one position per row, differentiably in
   ``vectors``, optionally reporting each head's output norm there.
+
+Where corrections apply at inference (``apply_positions``, :data:`APPLY_POSITIONS`):
+
+* ``"all"``: every position (eq. 6), including the subject's tokens, whose hidden states at the edited
+  layers are the MEMIT keys;
+* ``"from_subject_last"``: only the positions *after* the last token of the edited subject in the prompt
+  (the key at the subject's last token, and everything before it, is left as it is); a prompt that does
+  not contain the subject (a neighbourhood prompt) is corrected from its last token on, as ``"last"``;
+* ``"last"``: the prompt's last token and the teacher-forced target tokens after it, i.e. the last token of
+  the sequence at every step of greedy decoding.
+
+The last two need to know, for each position of a batch, where the prompt and the subject end: the scorer
+(:func:`memat.evaluate.score_continuations` with ``subjects=``, which :func:`memat.evaluate.evaluate_cases`
+passes when one of its interventions needs it) sets :class:`PositionMarks` for each forward pass with
+:func:`position_marks`; a hook that needs marks and finds none raises instead of guessing.
 
 Training (eq. 12) and the on-disk cache are in :mod:`memat.memat`, which re-exports these names; ITI's
 shifts (:meth:`memat.iti.ItiDirections.corrections`) are HeadCorrections too.
@@ -18,7 +34,9 @@ shifts (:meth:`memat.iti.ItiDirections.corrections`) are HeadCorrections too.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,9 +46,71 @@ import torch
 from .io import atomic_path
 from .models import LoadedModel, merge_heads
 
-__all__ = ["FORMAT", "HeadCorrections", "check_heads", "select_heads"]
+__all__ = ["APPLY_POSITIONS", "FORMAT", "HeadCorrections", "PositionMarks", "check_heads", "check_apply_positions",
+           "needs_position_marks", "position_marks", "select_heads"]
 
 FORMAT = "memat.HeadCorrections/1"
+#: where :meth:`HeadCorrections.applied` adds the corrections (see the module docstring)
+APPLY_POSITIONS = ("all", "from_subject_last", "last")
+
+
+def check_apply_positions(value, where: str = "apply_positions") -> str:
+    """``value`` if it is one of :data:`APPLY_POSITIONS`, else a ValueError naming ``where``."""
+    if value not in APPLY_POSITIONS:
+        raise ValueError(f"{where} must be one of {list(APPLY_POSITIONS)}, got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------------------------------
+# position marks: which positions of the batch being run a position-restricted correction may change
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PositionMarks:
+    """For the batch of one forward pass (``[rows, positions]`` booleans, the positions of the hooked tensor):
+    ``after_subject`` marks the positions after the edited subject's last token in the row's prompt (from the
+    prompt's last token on where the prompt has no subject), ``from_prompt_last`` the prompt's last token and
+    every later one. Padding is False in both."""
+
+    after_subject: torch.Tensor
+    from_prompt_last: torch.Tensor
+
+    def mask(self, rule: str) -> torch.Tensor:
+        if rule == "from_subject_last":
+            return self.after_subject
+        if rule == "last":
+            return self.from_prompt_last
+        raise ValueError(f"no position mask for apply_positions={rule!r}")
+
+    @classmethod
+    def from_starts(cls, lengths, subject_starts, prompt_starts, width: int, device=None) -> PositionMarks:
+        """Marks of right-padded rows: row ``b`` has ``lengths[b]`` real tokens, the correction starts at
+        ``subject_starts[b]`` (after the subject) or ``prompt_starts[b]`` (the prompt's last token)."""
+        t = torch.arange(width)[None, :]
+        real = t < torch.as_tensor(list(lengths))[:, None]
+        sub = torch.as_tensor(list(subject_starts))[:, None]
+        pro = torch.as_tensor(list(prompt_starts))[:, None]
+        return cls(((t >= sub) & real).to(device), ((t >= pro) & real).to(device))
+
+
+_MARKS: ContextVar[PositionMarks | None] = ContextVar("memat_position_marks", default=None)
+
+
+@contextlib.contextmanager
+def position_marks(marks: PositionMarks | None):
+    """Within the block, corrections whose ``apply_positions`` is not ``"all"`` read ``marks`` (the scorers
+    of :mod:`memat.evaluate` set them around each forward pass)."""
+    token = _MARKS.set(marks)
+    try:
+        yield marks
+    finally:
+        _MARKS.reset(token)
+
+
+def needs_position_marks(interventions) -> bool:
+    """Whether any of ``interventions`` is a correction restricted to some positions."""
+    return any(getattr(x, "apply_positions", "all") != "all" for x in interventions if x is not None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -86,6 +166,8 @@ class HeadCorrections:
 
     ``meta`` holds the geometry of the model they were trained on (``n_heads``, ``n_layers``,
     ``head_dim``) and a description of the training; nothing in it is needed to apply them.
+    ``apply_positions`` says where :meth:`applied` adds them (:data:`APPLY_POSITIONS`; :meth:`at` gives the
+    same vectors with another rule).
     """
 
     heads: list[tuple[int, int]]
@@ -94,14 +176,20 @@ class HeadCorrections:
     langs: tuple = ()
     hparams: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    apply_positions: str = "all"
 
     def __post_init__(self):
         self.heads = check_heads(self.heads)
+        check_apply_positions(self.apply_positions, "HeadCorrections.apply_positions")
         if not isinstance(self.vectors, torch.Tensor) or self.vectors.ndim != 2:
             raise ValueError(f"vectors must be a [K, head_dim] tensor, got {getattr(self.vectors, 'shape', type(self.vectors))}")
         if self.vectors.shape[0] != len(self.heads):
             raise ValueError(f"{len(self.heads)} heads but {self.vectors.shape[0]} vectors")
         self.langs = tuple(self.langs)
+
+    def at(self, apply_positions: str) -> HeadCorrections:
+        """The same corrections (the same tensor) applied at ``apply_positions`` instead."""
+        return dataclasses.replace(self, apply_positions=check_apply_positions(apply_positions))
 
     # ---- geometry ----
     @property
@@ -155,6 +243,7 @@ class HeadCorrections:
         self.check_compatible(lm)
         H, d = lm.n_heads, self.head_dim
         plan = self.by_layer()
+        rule = self.apply_positions
 
         def edit(x: torch.Tensor, layer: int) -> torch.Tensor:
             name = lm.head_site_name(layer)
@@ -162,8 +251,20 @@ class HeadCorrections:
                 raise RuntimeError(f"{name}: input has {x.shape[-1]} features, expected n_heads * head_dim = {H} * {d} = {H * d}")
             src = self.vectors.detach() if detach else self.vectors
             v = self.layer_vector(layer, H, src).to(device=x.device, dtype=x.dtype)
-            if positions is None:
+            if positions is None and rule == "all":
                 return x + v
+            if positions is None:
+                marks = _MARKS.get()
+                if marks is None:
+                    raise RuntimeError(
+                        f"{name}: corrections with apply_positions={rule!r} need to know where each row's prompt and "
+                        f"subject end; score with memat.evaluate.evaluate_cases (or score_continuations(..., "
+                        f"subjects=...)), or run the model inside memat.corrections.position_marks(...)")
+                m = marks.mask(rule)
+                if tuple(m.shape) != tuple(x.shape[:2]):
+                    raise RuntimeError(f"{name}: position marks of shape {tuple(m.shape)} for an input of shape "
+                                       f"{tuple(x.shape[:2])}")
+                return x + m.to(device=x.device, dtype=x.dtype)[..., None] * v
             B = x.shape[0]
             if positions.shape != (B,):
                 raise RuntimeError(f"{name}: {tuple(positions.shape)} positions for a batch of {B} rows")
@@ -182,8 +283,9 @@ class HeadCorrections:
             yield self
 
     def applied(self, lm: LoadedModel):
-        """Context manager: the corrections are added at every position of every sequence (eq. 6);
-        the hooks are removed on exit, also when an exception is raised inside."""
+        """Context manager: the corrections are added at the positions ``apply_positions`` names (default
+        every position of every sequence, eq. 6); the hooks are removed on exit, also when an exception is
+        raised inside."""
         return self._hooks(lm, None, None, detach=True)
 
     def hook_positions(self, lm: LoadedModel, positions, norms: dict | None = None):
@@ -203,6 +305,7 @@ class HeadCorrections:
             "langs": list(self.langs),
             "hparams": self.hparams,
             "meta": self.meta,
+            "apply_positions": self.apply_positions,
         }
 
     def save(self, path: str | Path) -> Path:
@@ -242,6 +345,7 @@ class HeadCorrections:
             langs=tuple(header.get("langs", ())),
             hparams=header.get("hparams", {}),
             meta=header.get("meta", {}),
+            apply_positions=header.get("apply_positions", "all"),
         )
         if lm is not None:
             try:
@@ -252,4 +356,5 @@ class HeadCorrections:
 
     def __repr__(self) -> str:
         norms = ", ".join(f"L{l}H{h}:{float(n):.3g}" for (l, h), n in zip(self.heads, self.vectors.detach().float().norm(dim=-1)))
-        return f"HeadCorrections(model={self.model_name!r}, langs={self.langs}, K={self.k}, head_dim={self.head_dim}, |omega|={{{norms}}})"
+        where = "" if self.apply_positions == "all" else f", apply_positions={self.apply_positions!r}"
+        return f"HeadCorrections(model={self.model_name!r}, langs={self.langs}, K={self.k}, head_dim={self.head_dim}{where}, |omega|={{{norms}}})"

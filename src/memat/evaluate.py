@@ -39,6 +39,7 @@ from .cache import CacheEntryError, check_key, read, write
 from .data.records import EditCase, target_continuation
 from .forward import encode, hidden_at_final_norm, token_ids
 from .hooks import Trace
+from .corrections import PositionMarks, needs_position_marks, position_marks
 from .interventions import Intervention, applied_all
 from .models import LoadedModel
 from .power import detectable_difference, paired_se, wilson_interval
@@ -66,6 +67,25 @@ def _encode_pairs(tok, pairs):
             raise ValueError(f"target {target!r} tokenises to nothing (prompt {prompt!r})")
         encoded.append((p, t))
     return encoded
+
+
+def _mark_starts(tok, pairs, encoded, subjects) -> list[tuple[int, int]]:
+    """Per pair, the first position a position-restricted correction changes (:class:`memat.corrections.PositionMarks`):
+    (after the subject's last token, the prompt's last token). The subject is located in the prompt text (its
+    first occurrence) and its last token is the last token of the prompt's text up to its end (as
+    :func:`memat.forward.subject_last_index`); a prompt without it starts at its last token."""
+    if len(subjects) != len(pairs):
+        raise ValueError(f"score_continuations: {len(subjects)} subjects for {len(pairs)} pairs")
+    out = []
+    for (prompt, _), (p, _), subject in zip(pairs, encoded, subjects):
+        last = len(p) - 1
+        at = prompt.find(subject) if subject else -1
+        if at < 0:
+            out.append((last, last))
+            continue
+        sub_last = len(token_ids(tok, prompt[: at + len(subject)])) - 1
+        out.append((min(sub_last + 1, last), last))
+    return out
 
 
 def _reduce(tok_nll: torch.Tensor, hit: torch.Tensor, owner: torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -102,8 +122,9 @@ def _target_positions(encoded, idx):
     return rows, pos, tgt, owner
 
 
-def _score_separate(lm, encoded, order, batch_size, progress):
-    """Today's path: each (prompt, target) its own sequence."""
+def _score_separate(lm, encoded, order, batch_size, progress, starts=None):
+    """Today's path: each (prompt, target) its own sequence. ``starts`` (per pair, see :func:`_mark_starts`):
+    set position marks for restricted corrections around each forward."""
     tok = lm.tokenizer
     nll = np.zeros(len(encoded))
     acc = np.zeros(len(encoded), dtype=bool)
@@ -111,7 +132,10 @@ def _score_separate(lm, encoded, order, batch_size, progress):
         idx = order[s : s + batch_size]
         seqs = [encoded[i][0] + encoded[i][1][:-1] for i in idx]
         b = encode(tok, seqs, lm.device)
-        h = hidden_at_final_norm(lm, b)
+        marks = None if starts is None else PositionMarks.from_starts(
+            [len(q) for q in seqs], [starts[i][0] for i in idx], [starts[i][1] for i in idx], b.input_ids.shape[1], lm.device)
+        with position_marks(marks):
+            h = hidden_at_final_norm(lm, b)
         rows, pos, tgt, owner = _target_positions(encoded, idx)
         tok_nll, hit = _token_scores(lm, h[torch.tensor(rows), torch.tensor(pos)], tgt)
         n_b, a_b = _reduce(tok_nll, hit, torch.tensor(owner), len(idx))
@@ -139,32 +163,36 @@ def _tree_unsupported(lm) -> str | None:
 
 class _Tree:
     """One packed row: a trie of token paths. Node ``k`` has a token, a parent (-1 for a root) and a depth
-    (its position id); a path's node at depth ``q`` holds the hidden state of position ``q`` of that path."""
+    (its position id); a path's node at depth ``q`` holds the hidden state of position ``q`` of that path.
+    With ``flags`` (per position of a path, the position marks of a restricted correction), a node is
+    shared only by paths that mark it alike, so that it holds one hidden state for all of them."""
 
     def __init__(self):
-        self.tokens, self.parent, self.depth = [], [], []
-        self.child: dict[tuple[int, int], int] = {}
+        self.tokens, self.parent, self.depth, self.flags = [], [], [], []
+        self.child: dict[tuple, int] = {}
 
-    def cost(self, seq) -> int:
+    def cost(self, seq, flags=None) -> int:
         """Nodes that adding ``seq`` would create."""
         node = -1
         for q, tok in enumerate(seq):
-            nxt = self.child.get((node, tok))
+            nxt = self.child.get((node, tok, None if flags is None else flags[q]))
             if nxt is None:
                 return len(seq) - q
             node = nxt
         return 0
 
-    def add(self, seq) -> list[int]:
+    def add(self, seq, flags=None) -> list[int]:
         path, node = [], -1
-        for tok in seq:
-            nxt = self.child.get((node, tok))
+        for q, tok in enumerate(seq):
+            key = (node, tok, None if flags is None else flags[q])
+            nxt = self.child.get(key)
             if nxt is None:
                 nxt = len(self.tokens)
                 self.tokens.append(tok)
                 self.parent.append(node)
                 self.depth.append(len(path))
-                self.child[(node, tok)] = nxt
+                self.flags.append(key[2])
+                self.child[key] = nxt
             path.append(nxt)
             node = nxt
         return path
@@ -173,17 +201,30 @@ class _Tree:
         return len(self.tokens)
 
 
-def _pack(encoded, row_tokens):
+def _pack(encoded, row_tokens, starts=None):
     """Pairs in lexicographic order of ``prompt + target[:-1]`` (shared prefixes side by side) added to
     tries of at most ``row_tokens`` nodes (a longer path gets a row of its own). Returns the tries and,
-    per pair, ``(row, path)``."""
+    per pair, ``(row, path)``. ``starts`` (per pair, :func:`_mark_starts`) flags every node with its marks."""
     seqs = [p + t[:-1] for p, t in encoded]
+    flags = [None] * len(seqs) if starts is None else [
+        [(q >= a, q >= b) for q in range(len(seq))] for seq, (a, b) in zip(seqs, starts)]
     trees, where = [_Tree()], [None] * len(encoded)
     for i in sorted(range(len(seqs)), key=lambda i: seqs[i]):
-        if len(trees[-1]) and len(trees[-1]) + trees[-1].cost(seqs[i]) > row_tokens:
+        if len(trees[-1]) and len(trees[-1]) + trees[-1].cost(seqs[i], flags[i]) > row_tokens:
             trees.append(_Tree())
-        where[i] = (len(trees) - 1, trees[-1].add(seqs[i]))
+        where[i] = (len(trees) - 1, trees[-1].add(seqs[i], flags[i]))
     return trees, where
+
+
+def _tree_marks(trees, width: int, device) -> PositionMarks:
+    """The position marks of packed tries (padding columns unmarked)."""
+    after = torch.zeros((len(trees), width), dtype=torch.bool)
+    last = torch.zeros((len(trees), width), dtype=torch.bool)
+    for r, t in enumerate(trees):
+        if t.flags:
+            fl = torch.tensor(t.flags, dtype=torch.bool).reshape(-1, 2)
+            after[r, : len(t)], last[r, : len(t)] = fl[:, 0], fl[:, 1]
+    return PositionMarks(after.to(device), last.to(device))
 
 
 def _tree_batch(trees, device, dtype, pad):
@@ -208,7 +249,7 @@ def _tree_batch(trees, device, dtype, pad):
     return ids.to(device), mask[:, None].to(device), pos.to(device)
 
 
-def _score_shared(lm, encoded, batch_size, progress, row_tokens=None):
+def _score_shared(lm, encoded, batch_size, progress, row_tokens=None, starts=None):
     """Every (prompt, target) as a path in a token tree: a prefix that several pairs share (the prompt of a
     true and a new target, the BOS token of every prompt, a relation's template before its subject) is
     run once. Tries of at most ``row_tokens`` nodes are packed as rows, ``max(1, batch_size // 16)`` rows
@@ -219,7 +260,7 @@ def _score_shared(lm, encoded, batch_size, progress, row_tokens=None):
     one sequence per pair (:func:`_score_separate`). A forward hook active while scoring sees the packed
     rows: one that acts on every position alike (MEMAT's corrections, eq. 6; ITI shifts) gives each path
     what it gives an unpadded pass; one that picks positions by their index in a row needs
-    ``method="separate"``."""
+    ``method="separate"``. Corrections restricted to some positions read the nodes' marks (``starts``)."""
     from .forward import sliding_window
 
     row_tokens = row_tokens or ROW_TOKENS
@@ -227,10 +268,10 @@ def _score_shared(lm, encoded, batch_size, progress, row_tokens=None):
     longest = max(len(p) + len(t) - 1 for p, t in encoded)
     if _tree_unsupported(lm) is not None or (window is not None and longest >= window):
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))
-        return _score_separate(lm, encoded, order, batch_size, progress)
+        return _score_separate(lm, encoded, order, batch_size, progress, starts)
     tok, dev = lm.tokenizer, lm.device
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    trees, where = _pack(encoded, row_tokens)
+    trees, where = _pack(encoded, row_tokens, starts)
     members: list[list[int]] = [[] for _ in trees]
     for i, (r, _) in enumerate(where):
         members[r].append(i)
@@ -240,7 +281,8 @@ def _score_shared(lm, encoded, batch_size, progress, row_tokens=None):
     for s in tqdm(range(0, len(trees), per), desc="scoring", disable=not progress, leave=False):
         rows = list(range(s, min(s + per, len(trees))))
         ids, mask, pos = _tree_batch([trees[r] for r in rows], dev, lm.dtype, pad)
-        with Trace(lm.model, lm.spec.final_norm, stop=True) as tf:
+        marks = None if starts is None else _tree_marks([trees[r] for r in rows], ids.shape[1], dev)
+        with position_marks(marks), Trace(lm.model, lm.spec.final_norm, stop=True) as tf:
             lm.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
         h = tf.output[0] if isinstance(tf.output, tuple) else tf.output
         vec: dict[tuple[int, int], int] = {}  # (batch row, node) -> index of its final-norm vector
@@ -331,10 +373,14 @@ def _scores_path(lm, encoded, method):
 @torch.no_grad()
 def score_continuations(
     lm: LoadedModel, pairs: Sequence[tuple[str, str]], batch_size: int = 64, progress: bool = False,
-    method: str = "shared", cache: bool | str = "auto",
+    method: str = "shared", cache: bool | str = "auto", subjects: Sequence[str | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Token-averaged NLL of ``target`` after ``prompt`` for each pair, and whether greedy decoding
     reproduces the whole target. Logits are computed only at the target's positions.
+
+    ``subjects`` (one per pair, None for a prompt without the edited subject): each forward pass then sets
+    :class:`memat.corrections.PositionMarks`, which corrections with ``apply_positions`` other than
+    ``"all"`` need (:func:`memat.evaluate.evaluate_cases` passes them when one of its interventions does).
 
     ``method="shared"`` (default) runs every token prefix the pairs share once: the prompt of a true and a
     new target, the BOS token, a relation's template before its subject (:func:`_score_shared`: a token
@@ -355,6 +401,7 @@ def score_continuations(
     encoded = _encode_pairs(lm.tokenizer, pairs)
     if not encoded:
         return np.zeros(0), np.zeros(0, dtype=bool)
+    starts = None if subjects is None else _mark_starts(lm.tokenizer, pairs, encoded, subjects)
     hooked = has_hooks(lm.model) if cache else False
     if cache is True and hooked:
         raise ValueError("score_continuations: cache=True on a model with forward hooks (scores would not follow "
@@ -367,10 +414,10 @@ def score_continuations(
         if got is not None:
             return got
     if method == "shared":
-        nll, acc = _score_shared(lm, encoded, batch_size, progress)
+        nll, acc = _score_shared(lm, encoded, batch_size, progress, starts=starts)
     else:
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))
-        nll, acc = _score_separate(lm, encoded, order, batch_size, progress)
+        nll, acc = _score_separate(lm, encoded, order, batch_size, progress, starts)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(path, (nll, acc), lambda v, tmp: _save_scores(v, tmp, key))
@@ -413,14 +460,17 @@ def evaluate_cases(
     the same as scoring inside ``with a.applied(lm), b.applied(lm):``. Default none: the model as it is.
 
     ``max_neighborhood`` keeps only the first that many neighbourhood prompts of each case and language
-    (CounterFact has 10; they are most of the scoring time). ``None`` keeps them all."""
+    (CounterFact has 10; they are most of the scoring time). ``None`` keeps them all.
+
+    Corrections restricted to some positions (``apply_positions``) get the case's subject for the rewrite
+    and paraphrase prompts; neighbourhood prompts, of other subjects, are corrected from their last token."""
     if max_neighborhood is not None and (isinstance(max_neighborhood, bool) or not isinstance(max_neighborhood, int)
                                          or max_neighborhood < 1):
         raise ValueError(f"evaluate_cases: max_neighborhood must be a positive int or None, got {max_neighborhood!r}")
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise ValueError(f"evaluate_cases: unknown prompt kinds {unknown}; choose among {list(KINDS)}")
-    meta, pairs = [], []
+    meta, pairs, subjects = [], [], []
     for c in cases:
         for lang in langs:
             v = c[lang]
@@ -434,8 +484,12 @@ def evaluate_cases(
                     meta.append((c.case_id, lang, kind, k))
                     pairs.append((p_new, v.target_new))
                     pairs.append((p_true, true_target))
+                    subjects += [None if kind == "neighborhood" else v.subject] * 2
+    interventions = [interventions] if interventions is None or isinstance(interventions, Intervention) else list(interventions)
+    marks = needs_position_marks(interventions)
     with applied_all(lm, interventions):
-        nll, acc = score_continuations(lm, pairs, batch_size, progress, method=method, cache=cache)
+        nll, acc = score_continuations(lm, pairs, batch_size, progress, method=method, cache=cache,
+                                       subjects=subjects if marks else None)
     df = pd.DataFrame(meta, columns=["case_id", "lang", "kind", "prompt_idx"])
     df["nll_new"], df["nll_true"] = nll[0::2], nll[1::2]
     df["acc_new"], df["acc_true"] = acc[0::2], acc[1::2]

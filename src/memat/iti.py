@@ -98,9 +98,10 @@ class ItiDirections:
         k = self._check_k(k)
         return alpha * self.sigmas[:k, None] * self.directions[:k]
 
-    def corrections(self, alpha: float, k: int | None = None):
+    def corrections(self, alpha: float, k: int | None = None, apply_positions: str = "all"):
         """The shift of the first ``k`` heads (default all) as :class:`memat.corrections.HeadCorrections`
-        (float32 vectors ``alpha * sigma * theta``); ``with corr.applied(lm):`` adds them at every position."""
+        (float32 vectors ``alpha * sigma * theta``); ``with corr.applied(lm):`` adds them at every position
+        (ITI), or where ``apply_positions`` says (:data:`memat.corrections.APPLY_POSITIONS`)."""
         k = self._check_k(k)
         vec = torch.from_numpy(self.vectors(alpha, k)).to(torch.float32)
         return HeadCorrections(
@@ -111,6 +112,7 @@ class ItiDirections:
             hparams={"method": "ITI", "alpha": float(alpha), "k": int(k)},
             meta={"n_heads": int(self.n_heads), "head_dim": self.head_dim, "n_new": int(self.n_new),
                   "n_true": int(self.n_true), "sigmas": self.sigmas[:k].tolist(), **{f"iti_{kk}": v for kk, v in self.meta.items()}},
+            apply_positions=apply_positions,
         )
 
     def _check_k(self, k) -> int:

@@ -35,8 +35,9 @@ MEMIT delta applied, base weights frozen)::
   zero initialisation (or a warm start).
 
 Inference (:meth:`HeadCorrections.applied`, eq. 6, ITI style; the class, its hooks and :func:`select_heads` live in
-:mod:`memat.corrections` and are re-exported here): the corrections are added at *every*
-position of every sequence, with one forward pre-hook per layer adding a ``n_heads * head_dim`` vector
+:mod:`memat.corrections` and are re-exported here): by default (``apply_positions="all"``) the corrections are
+added at *every* position of every sequence (``"from_subject_last"`` and ``"last"`` restrict them, see
+:mod:`memat.corrections`), with one forward pre-hook per layer adding a ``n_heads * head_dim`` vector
 that holds all of that layer's head corrections (several heads in one layer all take effect). The
 corrections do not depend on the training cases, so they can be applied together with another MEMIT delta
 on other facts (the paper's "recycled" CC*/CE* settings).
@@ -64,7 +65,9 @@ This implementation does NOT copy the following:
    ``displacement`` is written into ``dense.bias`` afresh (``experiments_all_in_one.py`` lines 481-487), so
    the last head of a layer wins. Here one hook per layer adds all of that layer's corrections.
 5. **Clamp**: after every optimiser step they rescale each correction to at most ``clamp_norm_factor``
-   (0.75) times that one shared norm (lines 194-198). No clamp here (issue 13 adds one per head).
+   (0.75) times that one shared norm (lines 194-198). Here ``MematHparams.clamp_norm_factor`` (null by
+   default, 0.75 in the Aguila preset) rescales each head's correction to that factor times its own output
+   norm at the corrected position, measured in the same step.
 6. Also theirs: the KL prompt is English ``"{} is a"`` for every language; the training prefixes are
    MEMIT's cached L1 prefixes with the bare prompt; one epoch, one Adam step per 32 requests; lr 0.2,
    KL weight 0.0625, penalty 0.001 (``aguila.json``) against this preset's package defaults. Their Catalan
@@ -73,8 +76,7 @@ This implementation does NOT copy the following:
    comparisons; the English scorer is. Inference through ``dense.bias`` adds the corrections at every
    position, as :meth:`HeadCorrections.applied` does here.
 
-:data:`AUTHOR_CODE_DEPARTURES`, which notebook 04 prints and records, still has the shorter wording of items
-1-4 from before this check; it changes with notebook 04's next run.
+:data:`AUTHOR_CODE_DEPARTURES`, which notebook 04 prints and records, says the same in one line per item.
 """
 from __future__ import annotations
 
@@ -93,7 +95,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .cache import cached, check_key, content_key, tensors_key
-from .corrections import FORMAT, HeadCorrections, _check_heads, select_heads  # noqa: F401 - re-exported (moved)
+from .corrections import APPLY_POSITIONS, FORMAT, HeadCorrections, _check_heads, select_heads  # noqa: F401 - re-exported (moved)
 from .data.records import EditCase
 from .forward import encode, hidden_at_final_norm
 from .hparams import HparamsError, check_types, load_hparams
@@ -120,14 +122,21 @@ __all__ = [
 # The differences between eq. 12 / eq. 6 as implemented here and the authors' released code (reported on the
 # paper's issue tracker); notebook 04 prints them beside its tables.
 AUTHOR_CODE_DEPARTURES: tuple[str, ...] = (
-    "Position: the authors' code added the correction at a padding position, so the KL term had no gradient; "
-    "here it sits at the last real token of every row of a right-padded batch.",
-    "KL reference: the authors' code never reset the reference distribution between cases; here it is "
-    "recomputed, without corrections, for every mini-batch's own cases.",
-    "Norm penalty: the authors' code divided every head by one shared norm; here each head is divided by its "
-    "own output norm.",
-    "Heads sharing a layer: in the authors' code two heads of one layer overwrote each other; here one hook per "
-    "layer adds all of that layer's head corrections, each in its own slice.",
+    "KL: the authors' code reads the KL logits at the subject's last token of '{} is a', before the one slot it "
+    "corrects (the last of each padded row), so with causal attention the KL term has no gradient at all (and "
+    "that slot is a pad in the KL rows); here the correction sits at the last real token, where the KL is read.",
+    "KL reference: the authors' code sets the reference distribution once, from the first request, and never "
+    "resets it; here it is recomputed, without corrections, for every mini-batch's own cases.",
+    "Norm penalty: the authors' code uses ||delta|| / ||a||**2 (linear in the correction's norm) with one head's "
+    "norm, read at a pad slot, for every head; here eq. 12 as printed, (||omega|| / ||a||)**2, each head with "
+    "its own output norm at the corrected position.",
+    "Heads sharing a layer: the authors' code trains them together but at inference writes each head into the "
+    "layer's o_proj bias afresh, so the last head of a layer wins; here one hook per layer adds them all.",
+    "Clamp: the authors' code rescales every correction after each step to at most 0.75 times that one shared "
+    "norm; here clamp_norm_factor (null in the Gemma preset, 0.75 in the Aguila one) uses each head's own norm.",
+    "Catalan scorer: the authors' eval_utils_counterfact.py scores targets[i % 2] over the chained list of "
+    "new-target and true-target prompt variants, so each Catalan target is scored under the other target's "
+    "prompt and their Catalan numbers are not paired; here each target is scored with its own prompt variant.",
 )
 _NORM_EPS = 1e-8  # floor of a head's output norm in the penalty (a head whose output is exactly zero)
 
@@ -157,6 +166,13 @@ class MematHparams:
         kl_factor: weight of the KL term (1 in eq. 12).
         lambda_omega: weight of the norm penalty.
         train_position: where the correction sits during training (see the module docstring).
+        clamp_norm_factor: after every optimiser step, each head's correction is rescaled to at most this
+            factor times that head's own output norm at the corrected position (the step's ``head_norms``);
+            null (the default) leaves it unclamped. The authors clamp to 0.75 times one norm shared by all
+            heads (see the departures below).
+        apply_positions: where the trained corrections are added at inference
+            (:data:`memat.corrections.APPLY_POSITIONS`: ``"all"``, eq. 6 and the authors' code;
+            ``"from_subject_last"``; ``"last"``). Training is not affected.
         seed: shuffling and prefix generation.
     """
 
@@ -172,6 +188,8 @@ class MematHparams:
     kl_factor: float = 1.0
     lambda_omega: float = 0.1
     train_position: Literal["prompt_last", "input_last"] = "prompt_last"
+    clamp_norm_factor: float | None = None
+    apply_positions: Literal["all", "from_subject_last", "last"] = "all"
     seed: int = 0
     description: str = ""
 
@@ -197,6 +215,11 @@ class MematHparams:
                 raise HparamsError(f"{source}: field '{name}' must be a finite number >= 0, got {v!r}")
         if self.train_position not in ("prompt_last", "input_last"):
             raise HparamsError(f"{source}: field 'train_position' must be 'prompt_last' or 'input_last', got {self.train_position!r}")
+        c = self.clamp_norm_factor
+        if c is not None and (isinstance(c, bool) or not isinstance(c, (int, float)) or not (c > 0 and math.isfinite(c))):
+            raise HparamsError(f"{source}: field 'clamp_norm_factor' must be null or a finite number > 0, got {c!r}")
+        if self.apply_positions not in APPLY_POSITIONS:
+            raise HparamsError(f"{source}: field 'apply_positions' must be one of {list(APPLY_POSITIONS)}, got {self.apply_positions!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -209,6 +232,19 @@ class MematHparams:
 def load_memat_hparams(name: str | Path | dict, **overrides) -> MematHparams:
     """A :class:`MematHparams` from a preset name (``configs/memat/<name>.yaml``), a YAML path or a dict."""
     return load_hparams(name, cls=MematHparams, kind="memat", **overrides)
+
+
+@torch.no_grad()
+def clamp_to_head_norms(vectors: torch.Tensor, head_norms: torch.Tensor, factor: float) -> int:
+    """Rescale each row ``vectors[i]`` in place to a norm of at most ``factor * head_norms[i]`` (its direction
+    kept); returns how many rows were rescaled."""
+    limit = factor * head_norms.to(device=vectors.device, dtype=torch.float32)
+    norm = vectors.float().norm(dim=-1)
+    over = norm > limit
+    if bool(over.any()):
+        scale = torch.where(over, limit / norm.clamp(min=_NORM_EPS), torch.ones_like(norm))
+        vectors.mul_(scale[:, None].to(vectors.dtype))
+    return int(over.sum())
 
 
 def norm_penalty(vectors: torch.Tensor, head_norms: torch.Tensor, lambda_omega: float) -> torch.Tensor:
@@ -465,11 +501,14 @@ def train_corrections(
                     "omega_norms": vec.detach().float().norm(dim=-1).cpu().tolist(),
                 })
                 opt.step()
+                if hp.clamp_norm_factor is not None:
+                    steps_log[-1]["clamped"] = clamp_to_head_norms(vec, hn, hp.clamp_norm_factor)
         finally:
             for n, p in lm.model.named_parameters():
                 p.requires_grad_(flags[n])
     seconds = time.perf_counter() - t0
-    out = HeadCorrections(heads, vec.detach().float().cpu().clone(), lm.name, langs, hp.to_dict(), dict(meta, n_steps=len(schedule)))
+    out = HeadCorrections(heads, vec.detach().float().cpu().clone(), lm.name, langs, hp.to_dict(), dict(meta, n_steps=len(schedule)),
+                          apply_positions=hp.apply_positions)
     log = {"steps": steps_log, "contexts": contexts, "seconds": seconds, "n_steps": len(schedule), "n_cases": len(cases)}
     return out, log
 
@@ -505,7 +544,10 @@ def corrections_cache_key(
         "device": lm.device.type,
         "dtype": str(lm.dtype),
         "heads": [list(h) for h in _check_heads(heads)],
-        "hparams": {k: v for k, v in hp.to_dict().items() if k != "description"},
+        # apply_positions does not change the training; clamp_norm_factor=None is the training before the field
+        # existed, so the keys of earlier cache entries still hold
+        "hparams": {k: v for k, v in hp.to_dict().items()
+                    if k not in ("description", "apply_positions") and not (k == "clamp_norm_factor" and v is None)},
         "cases": [[c.case_id, {lg: [c[lg].rewrite_prompt, c[lg].subject, c[lg].target_new, list(c[lg].kl_prompts)]
                                 for lg in langs}] for c in cases],
         "langs": list(langs),
@@ -551,7 +593,7 @@ def cached_corrections(
         corr = HeadCorrections.load(path, lm=lm)
         check_key(corr.meta.get("cache_key"), key)
         corr.vectors = corr.vectors.to(torch.float32)
-        return corr, corr.meta.get("train_log", {})
+        return corr.at(hp.apply_positions), corr.meta.get("train_log", {})
 
     (corr, log), fresh = cached("corrections", key, compute, lambda r, p: r[0].save(p), load, model=lm.name)
     return corr, dict(log, cached=not fresh)
