@@ -241,3 +241,49 @@ def test_cache_key_keeps_earlier_entries_and_follows_the_clamp():
                                  None, ("en",), CTX) != key
     corr, _ = train_corrections(lm, _cases(), HEADS, MematHparams(lr=0.05, n_steps=1, apply_positions="last"), contexts=CTX)
     assert corr.apply_positions == "last"
+
+
+def test_key_shift_is_zero_for_restricted_rules_and_the_hand_value_for_all():
+    from memat.memat import key_shift
+
+    lm = make_tiny_model("llama")
+    cases = _cases()
+    corr = _corr(lm)
+    layers = [1, 2, 3]
+    for rule in ("from_subject_last", "last"):
+        df = key_shift(lm, cases, corr.at(rule), layers, "en")
+        assert len(df) == len(cases) * len(layers) and (df.rel_change == 0).all()
+    df = key_shift(lm, cases, corr, layers, "en")
+    # by hand for the second case: "<bos> The city of Paris is", the subject's last token at 4
+    names = [lm.name_of("mlp_out", l) for l in layers]
+    ids = torch.tensor([lm.tokenizer("The city of Paris is")["input_ids"]])
+    got = []
+    for on in (False, True):
+        with torch.no_grad(), TraceDict(lm.model, names, retain_input=True, retain_output=False) as td:
+            if on:
+                with corr.applied(lm):
+                    lm.model(input_ids=ids)
+            else:
+                lm.model(input_ids=ids)
+        got.append(torch.stack([td[n].input[0, 4] for n in names]))
+    want = ((got[1] - got[0]).norm(dim=-1) / got[0].norm(dim=-1)).tolist()
+    np.testing.assert_allclose(df[df.case_id == 2].sort_values("layer").rel_change, want, rtol=1e-5)
+    assert min(want) > 1e-3  # layer 0's correction reaches every later key
+
+
+def test_random_heads():
+    from memat.corrections import random_heads
+
+    a = random_heads(18, 4, 16, seed=0)
+    assert a == random_heads(18, 4, 16, seed=0) and a != random_heads(18, 4, 16, seed=1)
+    assert len(set(a)) == 16 and all(0 <= l < 18 and 0 <= h < 4 for l, h in a) and a == sorted(a)
+    assert sorted(random_heads(2, 3, 6)) == [(l, h) for l in range(2) for h in range(3)]
+    # uniform: over many seeds every head is drawn about k / total of the time
+    counts = np.zeros((3, 4))
+    for seed in range(600):
+        for l, h in random_heads(3, 4, 3, seed=seed):
+            counts[l, h] += 1
+    assert abs(counts / 600 - 0.25).max() < 0.07
+    for bad in (0, 13, True, 2.0):
+        with pytest.raises(ValueError, match="k must be an int"):
+            random_heads(3, 4, bad)

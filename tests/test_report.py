@@ -101,8 +101,23 @@ def memat_results(delta: float = 12.0, gain_ci: float = 3.5) -> dict:
     magnitude_gain = {"criterion": "paired interval above 0", "statement": "MEMAT adds magnitude",
                       "significant_gains": [{"setting": "CE", "lang": "en", "metric": "EM", "mean": delta + 0.25, "ci": 3.5}],
                       "significant_losses": []}
+    apply_gains = [{"apply_positions": rule, "setting": "CE", "lang": lang, "metric": m, "mean": delta - i, "ci": gain_ci,
+                    "n": 24, "lo": delta - i - gain_ci, "hi": delta - i + gain_ci, "mde": 5.0}
+                   for i, rule in enumerate(("all", "from_subject_last", "last")) for lang in ("ca", "en")
+                   for m in ("EM", "PM", "ES")]
+    mechanism = [{"apply_positions": rule, "lang": lang, "key shift median": 0.03125 if rule == "all" else 0.0,
+                  "key shift max": 0.125 if rule == "all" else 0.0, "NLL new, MEMIT": 3.5, "NLL new, MEMAT": 2.75}
+                 for rule in ("all", "from_subject_last", "last") for lang in ("ca", "en")]
+    control_gains = [{"heads": h, "lang": lang, "metric": m, "mean": delta - j, "ci": gain_ci, "n": 24}
+                     for j, h in enumerate(("probes (refined)", "random", "unedited top-K")) for lang in ("ca", "en")
+                     for m in ("EM", "PM", "ES", "PS")]
+    probe_minus = [{"against": a, "lang": lang, "metric": m, "mean": delta + 0.25, "ci": gain_ci, "n": 24}
+                   for a in ("random", "unedited top-K") for lang in ("ca", "en") for m in ("EM", "PM", "ES", "PS")]
     return {"parameters": {"MODEL": "tiny", "N_EDITS": 100, "K": 16}, "metrics": rows, "table3": table3,
-            "k_sweep": k_sweep, "gains": gains, "magnitude_gain": magnitude_gain}
+            "k_sweep": k_sweep, "gains": gains, "magnitude_gain": magnitude_gain,
+            "apply_positions": {"setting": "CE", "gains": apply_gains, "mechanism": mechanism},
+            "controls": {"setting": "CE", "heads": {"random": [[0, 1], [5, 2]], "unedited top-K": [[3, 0], [7, 1]]},
+                         "gains": control_gains, "probe_minus_control": probe_minus}}
 
 
 def scaling_results(delta: float = 5.0, extra_s: float = 30.0) -> dict:
@@ -338,6 +353,10 @@ def test_synthetic_report_is_complete_and_sourced(tmp_path):
     assert "| CE* | en | 12.2 ± 3.5 | 12.2 ± 3.5 | 12.2 ± 3.5 | 24 |" in text  # paired gains, with the recycled rows
     assert "- significant gains: CE en EM 12.2 ± 3.5" in text and "- significant losses: none" in text
     assert "_(figure `fig9_k_sweep.png` not found)_" in text
+    # where the corrections apply, and the head controls
+    assert "| from_subject_last | en | 11.0 ± 3.5 | 11.0 ± 3.5 | 11.0 ± 3.5 | 24 |" in text
+    assert "| all | ca | 0.03125 | 0.125 | 3.5 | 2.75 |" in text
+    assert "random (L0H1, L5H2)" in text and "| unedited top-K | en | 12.2 ± 3.5 |" in text
 
 
 @pytest.mark.parametrize("section,index,good,bad", [
@@ -349,6 +368,7 @@ def test_synthetic_report_is_complete_and_sourced(tmp_path):
     ("memat", 2, {"memat": (12.0,)}, {"memat": (-3.0,)}),
     ("memat", 3, {"memat": (12.0,)}, {"memat": (-3.0,)}),
     ("ksweep", 0, {"memat": (12.0,)}, {"memat": (-3.0,)}),
+    ("mechanism", 0, {"memat": (12.0,)}, {"memat": (-3.0,)}),
     ("scaling", 0, {"scaling": (5.0,)}, {"scaling": (-5.0,)}),
     ("scaling", 1, {"scaling": (5.0, 30.0)}, {"scaling": (5.0, 300.0)}),
     ("iti", 0, {"iti": (20.0,)}, {"iti": (95.0,)}),

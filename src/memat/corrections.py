@@ -47,7 +47,7 @@ from .io import atomic_path
 from .models import LoadedModel, merge_heads
 
 __all__ = ["APPLY_POSITIONS", "FORMAT", "HeadCorrections", "PositionMarks", "check_heads", "check_apply_positions",
-           "needs_position_marks", "position_marks", "select_heads"]
+           "needs_position_marks", "position_marks", "random_heads", "select_heads"]
 
 FORMAT = "memat.HeadCorrections/1"
 #: where :meth:`HeadCorrections.applied` adds the corrections (see the module docstring)
@@ -132,6 +132,16 @@ def select_heads(probe_result, k: int) -> list[tuple[int, int]]:
             f"({n_layers} layers x {probe_result.n_heads} heads)"
         )
     return [(int(l), int(h)) for l, h in probe_result.top_k(int(k))]
+
+
+def random_heads(n_layers: int, n_heads: int, k: int, seed: int = 0) -> list[tuple[int, int]]:
+    """``k`` distinct ``(layer, head)`` pairs drawn uniformly without replacement (seeded) from a model's
+    ``n_layers x n_heads`` heads, in (layer, head) order: the random-heads control of head selection."""
+    total = int(n_layers) * int(n_heads)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= total:
+        raise ValueError(f"k must be an int in [1, {total}] ({n_layers} layers x {n_heads} heads), got {k!r}")
+    flat = np.random.default_rng(seed).choice(total, size=int(k), replace=False)
+    return sorted((int(i) // int(n_heads), int(i) % int(n_heads)) for i in flat)
 
 
 def check_heads(heads) -> list[tuple[int, int]]:

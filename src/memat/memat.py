@@ -112,6 +112,7 @@ __all__ = [
     "correction_contexts",
     "corrections_cache_key",
     "correction_loss",
+    "key_shift",
     "load_memat_hparams",
     "norm_penalty",
     "select_heads",
@@ -511,6 +512,51 @@ def train_corrections(
                           apply_positions=hp.apply_positions)
     log = {"steps": steps_log, "contexts": contexts, "seconds": seconds, "n_steps": len(schedule), "n_cases": len(cases)}
     return out, log
+
+
+# --------------------------------------------------------------------------------------------------
+# the mechanism: do the corrections move the keys the MEMIT edit was solved for?
+# --------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def key_shift(lm: LoadedModel, cases: Sequence[EditCase], corrections: HeadCorrections, layers: Sequence[int],
+              lang: str, delta=None, batch_size: int = 16):
+    """Relative change ``||k' - k|| / ||k||`` of the MEMIT keys when ``corrections`` are on, per case and layer:
+    ``k`` is the input of the MLP output projection of ``layers`` at the subject's last token of the case's
+    bare rewrite prompt in ``lang`` (the key of :func:`memat.memit.compute_memit`, without a prefix), on the
+    model as it is or with ``delta`` applied, and ``k'`` the same with the corrections applied at their
+    ``apply_positions``. Returns a DataFrame ``case_id, lang, layer, rel_change``; "from_subject_last" and
+    "last" give exactly 0 (no corrected position comes before the key)."""
+    import pandas as pd
+
+    from .corrections import PositionMarks, position_marks
+    from .forward import subject_last_index
+    from .hooks import TraceDict
+    from .interventions import applied_all
+
+    layers = sorted(set(int(l) for l in layers))
+    names = [lm.name_of("mlp_out", l) for l in layers]
+    rows = []
+    for s in range(0, len(cases), batch_size):
+        chunk = list(cases[s : s + batch_size])
+        enc = [subject_last_index(lm.tokenizer, c[lang].rewrite_prompt, c[lang].subject) for c in chunk]
+        batch = encode(lm.tokenizer, [ids for ids, _ in enc], lm.device)
+        at = torch.tensor([i for _, i in enc], device=lm.device)
+        b = torch.arange(len(chunk), device=lm.device)
+        marks = PositionMarks.from_starts([len(ids) for ids, _ in enc], [i + 1 for _, i in enc],
+                                          [len(ids) - 1 for ids, _ in enc], batch.input_ids.shape[1], lm.device)
+        keys = []
+        for extra in ((), (corrections,)):
+            with applied_all(lm, [delta, *extra]), position_marks(marks), \
+                    TraceDict(lm.model, names, retain_input=True, retain_output=False, stop=True) as td:
+                lm.model(**batch.to_model_kwargs(), use_cache=False)
+            keys.append(torch.stack([td[n].input[b, at].float() for n in names], 1))  # [B, L, d]
+        rel = ((keys[1] - keys[0]).norm(dim=-1) / keys[0].norm(dim=-1).clamp(min=_NORM_EPS)).cpu()
+        for i, c in enumerate(chunk):
+            rows += [{"case_id": c.case_id, "lang": lang, "layer": l, "rel_change": float(rel[i, j])}
+                     for j, l in enumerate(layers)]
+    return pd.DataFrame(rows, columns=["case_id", "lang", "layer", "rel_change"])
 
 
 # --------------------------------------------------------------------------------------------------

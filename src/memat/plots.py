@@ -197,7 +197,11 @@ def k_sweep(sweep: pd.DataFrame, baseline: pd.DataFrame | None, langs, names=("E
         ax.set_xlabel("heads corrected (k)")
         ax.set_ylabel("%" if ax is axes[0][0] else "")
         ax.set_title(name, fontsize=9)
-        ax.set_xticks(sorted(set(sweep["k"])))
+        ks = sorted(set(sweep["k"]))
+        if ks and ks[0] > 0 and ks[-1] / ks[0] >= 8:  # 1, 2, 4, 8, 16: evenly spaced on a log axis
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(ks)
+        ax.set_xticklabels([str(k) for k in ks])
     axes[0][0].legend(fontsize=7)
     fig.suptitle(title or "MEMAT against the number of corrected heads", fontsize=10)
     fig.tight_layout()

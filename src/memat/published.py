@@ -177,6 +177,8 @@ NOT_TRANSCRIBED: dict[str, str] = {
     "Figs. 5/6": "learning-rate sweeps of MEMIT and PMET",
     "§10 Limitations": "no number: the paper ran English and Catalan only and says its findings 'may be limited' "
                        "beyond them",
+    "§6 (b), eq. 6": "no number: the paper corrects the probes' top-K heads at every position and runs no control "
+                     "of either choice",
 }
 
 
