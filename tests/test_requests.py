@@ -244,3 +244,50 @@ def test_given_tokens_must_be_of_the_requests():
     z, _, _ = memat.memit.compute_targets(lm, REQS, hp, ctxs, progress=False, tokens=tokens)
     z_ref, _, _ = memat.memit.compute_targets(lm, REQS, hp, CONTEXTS, progress=False)
     assert torch.equal(z, z_ref)
+
+
+def test_context_templates_are_cached_under_a_complete_key(tmp_path, monkeypatch):
+    """The second call reads the file (no generation) and returns the same templates; another seed, language,
+    spec or weights generate again; cache=False and a hooked model never touch the cache."""
+    import torch
+    from tiny_models import make_tiny_model
+
+    from memat.requests import context_templates
+
+    monkeypatch.setenv("MEMAT_CACHE", str(tmp_path))
+    lm = make_tiny_model("llama")
+    calls = []
+    real = lm.model.generate
+    monkeypatch.setattr(lm.model, "generate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    a = context_templates(lm, "en", [[4, 2]], seed=0)
+    assert len(calls) == 2 and a[0] == "{}" and len(a) == 3
+    assert context_templates(lm, "en", [[4, 2]], seed=0) == a and len(calls) == 2
+    assert context_templates(lm, "en", [[4, 2]], seed=0, cache=False) == a and len(calls) == 4
+    files = list((tmp_path / "contexts").rglob("*.json"))
+    assert len(files) == 1
+    n = len(calls)
+    context_templates(lm, "en", [[4, 2]], seed=1)
+    context_templates(lm, "ca", [[4, 2]], seed=0)
+    context_templates(lm, "en", [[5, 2]], seed=0)
+    assert len(calls) == n + 6 and len(list((tmp_path / "contexts").rglob("*.json"))) == 4
+    emb = lm.model.get_input_embeddings().weight
+    orig = emb[5, 0].item()
+    with torch.no_grad():
+        emb[5, 0] += 1.0
+    context_templates(lm, "en", [[4, 2]], seed=0)
+    assert len(calls) == n + 8
+    h = lm.model.register_forward_hook(lambda *args: None)
+    try:
+        context_templates(lm, "en", [[4, 2]], seed=0)
+    finally:
+        h.remove()
+    assert len(calls) == n + 10 and len(list((tmp_path / "contexts").rglob("*.json"))) == 5
+    # a damaged file is reported and generated again
+    files[0].write_text("{not json", encoding="utf-8")
+    with torch.no_grad():
+        emb[5, 0] = orig  # the first weights again, bit for bit
+    import pytest as _pytest
+
+    with _pytest.warns(UserWarning, match="context templates cache .* is unreadable"):
+        again = context_templates(lm, "en", [[4, 2]], seed=0)
+    assert again[0] == "{}" and len(again) == 3

@@ -305,3 +305,61 @@ def test_layer_stats_for_passes_the_hparams_recipe(monkeypatch):
         stats.layer_stats_for("LM", hp, "de")
     with pytest.raises(ValueError, match="n_samples must be a positive int"):
         stats.layer_stats_for("LM", hp, "en", n_samples=0)
+
+
+def _fingerprints_afresh(lm, layers):
+    """model_fingerprints before it remembered anything: every tensor hashed in named_parameters order."""
+    import hashlib
+
+    from memat.stats import config_fingerprint_json, tensor_hash_bytes
+
+    base = hashlib.sha256(config_fingerprint_json(lm.model.config).encode())
+    per_block, prefix = {}, lm.spec.layers + "."
+    for name, p in lm.model.named_parameters():
+        if name.startswith(lm.spec.unembed) or name.startswith(lm.spec.final_norm):
+            continue
+        if name.startswith(prefix):
+            j = int(name[len(prefix):].split(".", 1)[0])
+            if j > max(layers):
+                continue
+            h = per_block.setdefault(j, hashlib.sha256())
+        else:
+            h = base
+        h.update(name.encode())
+        h.update(tensor_hash_bytes(p))
+    out = {}
+    for l in layers:
+        h = base.copy()
+        for j in range(l + 1):
+            if j in per_block:
+                h.update(per_block[j].digest())
+        out[l] = h.hexdigest()[:16]
+    return out
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_remembered_fingerprints_equal_hashing_afresh_and_follow_every_change(family):
+    from memat.stats import model_fingerprints
+
+    lm = make_tiny_model(family)
+    layers = [0, 1, 2, 3]
+    first = model_fingerprints(lm, layers)
+    assert first == _fingerprints_afresh(lm, layers) == model_fingerprints(lm, layers)
+    assert model_fingerprints(lm, [1]) == {1: first[1]}
+    w = lm.model.get_parameter(lm.name_of("mlp_out", 2) + ".weight")
+    with torch.no_grad():
+        w.add_(0.5)  # in place: the version counter moves
+        edited = model_fingerprints(lm, layers)
+        assert edited == _fingerprints_afresh(lm, layers)
+        assert [edited[l] == first[l] for l in layers] == [True, True, False, False]
+        w.sub_(0.5)
+    # the same values again (re-read: the counter moved), unless the subtraction did not restore every bit
+    assert model_fingerprints(lm, layers) == _fingerprints_afresh(lm, layers)
+    emb = lm.model.get_input_embeddings().weight
+    with torch.no_grad():
+        emb[3, 0] += 1.0
+    assert all(model_fingerprints(lm, layers)[l] != first[l] for l in layers)
+    # a replaced tensor (a new object) is read, even at the same version
+    lm.model.get_submodule(lm.name_of("mlp_out", 0)).weight = torch.nn.Parameter(torch.zeros_like(
+        lm.model.get_parameter(lm.name_of("mlp_out", 0) + ".weight")), requires_grad=False)
+    assert model_fingerprints(lm, layers) == _fingerprints_afresh(lm, layers)

@@ -1,6 +1,6 @@
 """The disk caches of what memat computes once: one content key and one read-or-compute.
 
-Five kinds of results are kept under :func:`memat.paths.cache_dir` (each with its own key, built by the
+Six kinds of results are kept under :func:`memat.paths.cache_dir` (each with its own key, built by the
 module that computes it; the digests and file names below are those of every earlier release):
 
 ========================  =====================================================  ===============================
@@ -12,6 +12,7 @@ target vectors            ``targets/<model>/<key[:32]>.safetensors``            
 edits (MEMIT, PMET)       ``deltas/<model>/<key[:32]>.safetensors``              :func:`memat.memit.memit_cache_key`
 MEMAT corrections         ``corrections/<model>/<key[:32]>.safetensors``         :func:`memat.memat.corrections_cache_key`
 scaling measurements      ``measured/<name>/<key[:32]>.safetensors`` + ``.json`` :func:`memat.scaling.measured_cache`
+context templates         ``contexts/<model>/<key[:32]>.json``                   :func:`memat.requests.context_templates`
 ========================  =====================================================  ===============================
 
 * :func:`content_key`: sha256 of canonical JSON (``sort_keys``, ``default=str``); :func:`tensors_key`:
@@ -55,7 +56,8 @@ __all__ = [
 ]
 
 #: The noun of each kind in warnings ("target cache <file> is unreadable ...").
-LABELS = {"stats": "statistics", "targets": "target", "deltas": "edit", "corrections": "corrections"}
+LABELS = {"stats": "statistics", "targets": "target", "deltas": "edit", "corrections": "corrections",
+          "contexts": "context templates"}
 
 
 class CacheEntryError(ValueError):
@@ -147,6 +149,7 @@ def cached(
     root: str | os.PathLike | None = None,
     refresh: bool = False,
     label: str | None = None,
+    suffix: str = ".safetensors",
 ) -> tuple[Any, bool]:
     """The entry of ``kind`` for ``key`` (file :func:`entry_path`), computed once.
 
@@ -155,7 +158,7 @@ def cached(
     reported (:func:`read`) and recomputed. Otherwise ``compute()`` runs (its errors propagate) and its
     result is written atomically with ``save(result, tmp)`` (:func:`write`). Returns ``(result, fresh)``,
     ``fresh`` True when computed by this call."""
-    path = entry_path(kind, key, model, name=name, root=root)
+    path = entry_path(kind, key, model, name=name, root=root, suffix=suffix)
     label = label or LABELS.get(kind, kind)
     if not refresh:
         value = read(path, load, label)

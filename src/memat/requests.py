@@ -20,8 +20,10 @@ One request on its way to an edit:
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -104,12 +106,52 @@ CONTEXT_SEEDS = {
 }
 
 
-@torch.no_grad()
-def context_templates(lm: LoadedModel, lang: str, spec: Sequence[Sequence[int]] = ((10, 5),), seed: int = 0) -> list[str]:
+#: bump when the generation below changes what it returns for the same model, language, spec and seed
+_CONTEXTS_VERSION = 1
+
+
+def context_templates(lm: LoadedModel, lang: str, spec: Sequence[Sequence[int]] = ((10, 5),), seed: int = 0,
+                      cache: bool = True) -> list[str]:
     """``["{}"]`` plus model-generated prefixes ``"<text>. {}"`` (MEMIT's random contexts), in ``lang``.
 
-    Generation is seeded and does not disturb the global RNG state.
-    """
+    Generation is seeded and does not disturb the global RNG state. It takes about 4 s for five prefixes on
+    the embedded model and every edit and MEMAT training asks for them, so they are kept on disk
+    (``<cache dir>/contexts/<model>/``) under a key of everything they depend on: the model's weights
+    (:func:`memat.evaluate.weights_fingerprint`), device type, dtype, the language and its seed words, the
+    spec, the seed and the torch and transformers versions (sampling is not promised to be the same across
+    them). ``cache=False`` generates without reading or writing; a model with forward hooks is never cached
+    (its weights do not say what it generates)."""
+    spec = [[int(length), int(count)] for length, count in spec]
+    from .evaluate import has_hooks, weights_fingerprint
+
+    if not cache or has_hooks(lm.model) or any(p.device.type == "meta" for p in lm.model.parameters()):
+        return _generate_contexts(lm, lang, spec, seed)
+    import transformers
+
+    from .cache import cached, check_key, content_key
+
+    key = content_key({"weights": weights_fingerprint(lm), "device": lm.device.type, "dtype": str(lm.dtype),
+                       "lang": lang, "seeds": CONTEXT_SEEDS.get(lang, CONTEXT_SEEDS["en"]), "spec": spec, "seed": int(seed),
+                       "torch": torch.__version__, "transformers": transformers.__version__, "version": _CONTEXTS_VERSION})
+
+    def save(value, tmp):
+        Path(tmp).write_text(json.dumps({"key": key, "contexts": value}, ensure_ascii=False), encoding="utf-8")
+
+    def load(path):
+        got = json.loads(Path(path).read_text(encoding="utf-8"))
+        check_key(got.get("key"), key)
+        out = got["contexts"]
+        if not (isinstance(out, list) and out and out[0] == "{}" and all(isinstance(c, str) and "{}" in c for c in out)):
+            raise ValueError("not a list of context templates")
+        return out
+
+    value, _ = cached("contexts", key, lambda: _generate_contexts(lm, lang, spec, seed), save, load, model=lm.name,
+                      suffix=".json")
+    return list(value)
+
+
+@torch.no_grad()
+def _generate_contexts(lm: LoadedModel, lang: str, spec, seed: int) -> list[str]:
     seeds = CONTEXT_SEEDS.get(lang, CONTEXT_SEEDS["en"])
     out = ["{}"]
     tok = lm.tokenizer

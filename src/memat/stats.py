@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+import weakref
 from pathlib import Path
 from typing import Sequence
 
@@ -121,32 +122,72 @@ def config_fingerprint_json(config) -> str:
     return json.dumps(_without_machine_fields(config.to_dict()), sort_keys=True, default=str)
 
 
+#: model -> memo of :func:`model_fingerprints`: the hash state of the config and the non-block parameters, and
+#: each block's digest, each with the (weak reference, version counter) of every tensor it read
+_FINGERPRINT_MEMO: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _same_tensors(seen, tensors) -> bool:
+    return len(seen) == len(tensors) and all(r() is t and v == t._version for (r, v), t in zip(seen, tensors))
+
+
+def _stamp(tensors) -> list:
+    return [(weakref.ref(t), t._version) for t in tensors]
+
+
 def model_fingerprints(lm: LoadedModel, layers: Sequence[int]) -> dict[int, str]:
     """For each layer, a hash of the model's config (:func:`config_fingerprint_json`: not where it was loaded
     from) and of every parameter that feeds its keys (embeddings and blocks up to that layer). Every
-    parameter is read once, whatever the number of layers."""
-    base = hashlib.sha256(config_fingerprint_json(lm.model.config).encode())
-    per_block: dict[int, "hashlib._Hash"] = {}
+    parameter is read once, whatever the number of layers.
+
+    Reading every weight takes about 2 s for the embedded model, and the cache keys of statistics, targets,
+    edits and corrections all ask for it, so the hash of each block (and of the config with the non-block
+    parameters) is remembered while every tensor it read is the same object (a weak reference) at the same
+    version counter: an edit applied or removed re-reads only the blocks it touched. The values are those of
+    hashing everything afresh."""
     prefix = lm.spec.layers + "."
     deepest = max(layers)
+    base_params, blocks = [], {}
     for name, p in lm.model.named_parameters():
         if name.startswith(lm.spec.unembed) or name.startswith(lm.spec.final_norm):
             continue
         if name.startswith(prefix):
             j = int(name[len(prefix):].split(".", 1)[0])
-            if j > deepest:
-                continue
-            h = per_block.setdefault(j, hashlib.sha256())
+            if j <= deepest:
+                blocks.setdefault(j, []).append((name, p))
         else:
-            h = base
-        h.update(name.encode())
-        h.update(tensor_hash_bytes(p))
+            base_params.append((name, p))
+    memo = _FINGERPRINT_MEMO.setdefault(lm.model, {})
+    config = config_fingerprint_json(lm.model.config)
+    got = memo.get("base")
+    tensors = [p for _, p in base_params]
+    if got is not None and got[0] == config and _same_tensors(got[1], tensors):
+        base = got[2]
+    else:
+        base = hashlib.sha256(config.encode())
+        for name, p in base_params:
+            base.update(name.encode())
+            base.update(tensor_hash_bytes(p))
+        memo["base"] = (config, _stamp(tensors), base.copy())
+    per_block: dict[int, bytes] = {}
+    for j, named in blocks.items():
+        tensors = [p for _, p in named]
+        got = memo.get(("block", j))
+        if got is not None and _same_tensors(got[0], tensors):
+            per_block[j] = got[1]
+            continue
+        h = hashlib.sha256()
+        for name, p in named:
+            h.update(name.encode())
+            h.update(tensor_hash_bytes(p))
+        per_block[j] = h.digest()
+        memo[("block", j)] = (_stamp(tensors), per_block[j])
     out = {}
     for l in layers:
         h = base.copy()
         for j in range(l + 1):
             if j in per_block:
-                h.update(per_block[j].digest())
+                h.update(per_block[j])
         out[l] = h.hexdigest()[:16]
     return out
 
