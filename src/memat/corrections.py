@@ -19,7 +19,8 @@ Where corrections apply at inference (``apply_positions``, :data:`APPLY_POSITION
   layers are the MEMIT keys;
 * ``"from_subject_last"``: only the positions *after* the last token of the edited subject in the prompt
   (the key at the subject's last token, and everything before it, is left as it is); a prompt that does
-  not contain the subject (a neighbourhood prompt) is corrected from its last token on, as ``"last"``;
+  not contain the subject (a neighbourhood prompt), or that ends with it, is corrected from its last token
+  on, as ``"last"`` (that token predicts the target's first token);
 * ``"last"``: the prompt's last token and the teacher-forced target tokens after it, i.e. the last token of
   the sequence at every step of greedy decoding.
 
