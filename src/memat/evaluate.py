@@ -41,6 +41,7 @@ from .forward import encode, hidden_at_final_norm, token_ids
 from .hooks import Trace
 from .corrections import PositionMarks, needs_position_marks, position_marks
 from .interventions import Intervention, applied_all
+from .interventions import _check as _check_interventions
 from .models import LoadedModel
 from .power import detectable_difference, paired_se, wilson_interval
 
@@ -485,7 +486,7 @@ def evaluate_cases(
                     pairs.append((p_new, v.target_new))
                     pairs.append((p_true, true_target))
                     subjects += [None if kind == "neighborhood" else v.subject] * 2
-    interventions = [interventions] if interventions is None or isinstance(interventions, Intervention) else list(interventions)
+    interventions = _check_interventions(interventions)  # one list, checked, whatever was passed
     marks = needs_position_marks(interventions)
     with applied_all(lm, interventions):
         nll, acc = score_continuations(lm, pairs, batch_size, progress, method=method, cache=cache,
