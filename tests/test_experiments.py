@@ -160,3 +160,33 @@ def test_the_old_name_of_the_crosslingual_gain_count_is_the_same_function():
     from memat import experiments
 
     assert experiments.magnitude_verdict is experiments.crosslingual_gain_verdict
+
+
+def _dev_gains(em_ca, em_en, pm=0.0):
+    return [{"lang": "ca", "metric": "EM", "mean": em_ca}, {"lang": "en", "metric": "EM", "mean": em_en},
+            {"lang": "ca", "metric": "PM", "mean": pm}, {"lang": "en", "metric": "PM", "mean": pm},
+            {"lang": "ca", "metric": "ES", "mean": 99.0}]
+
+
+def test_choose_on_dev_takes_the_highest_mean_gain_and_ignores_other_metrics():
+    from memat.experiments import choose_on_dev
+
+    cands = [({"k": 1}, _dev_gains(-10, 2)), ({"k": 4}, _dev_gains(3, 5)), ({"k": 16}, _dev_gains(8, -20))]
+    out = choose_on_dev(cands)
+    assert out["chosen"] == {"k": 4}
+    assert [s["score"] for s in out["scores"]] == pytest.approx([-2.0, 2.0, -3.0])  # (EM ca + EM en + 2 PM) / 4
+    assert choose_on_dev(cands, metrics=("EM",), langs=("ca",))["chosen"] == {"k": 16}
+    assert choose_on_dev(cands, metrics=("ES",))["chosen"] == {"k": 1}  # all equal: the first
+
+
+def test_choose_on_dev_breaks_ties_to_the_earlier_candidate_and_names_bad_input():
+    from memat.experiments import choose_on_dev
+
+    tie = [({"k": 16, "apply_positions": "all"}, _dev_gains(1, 1)), ({"k": 2, "apply_positions": "last"}, _dev_gains(1, 1))]
+    assert choose_on_dev(tie)["chosen"] == {"k": 16, "apply_positions": "all"}
+    with pytest.raises(ValueError, match="no candidates"):
+        choose_on_dev([])
+    with pytest.raises(ValueError, match=r"\{'k': 3\}.*no finite"):
+        choose_on_dev([({"k": 3}, [{"lang": "ca", "metric": "ES", "mean": 1.0}])])
+    with pytest.raises(ValueError, match="lack columns"):
+        choose_on_dev([({"k": 3}, [{"lang": "ca", "mean": 1.0}])])

@@ -232,3 +232,38 @@ def crosslingual_gain_verdict(gains: Sequence[dict] | pd.DataFrame, edit_lang: M
 
 #: The name before 2026-12-02 (notebook 04's results key is still ``magnitude_gain``).
 magnitude_verdict = crosslingual_gain_verdict
+
+
+def choose_on_dev(candidates: Sequence[tuple[Mapping[str, Any], Sequence[dict] | pd.DataFrame]],
+                  metrics: Sequence[str] = ("EM", "PM"), langs: Sequence[str] | None = None) -> dict:
+    """Choose a hyperparameter setting on development cases from paired gains over a baseline.
+
+    ``candidates``: ``(label, gains)`` in order of preference, ``label`` the setting (``{"k": 4,
+    "apply_positions": "last"}``), ``gains`` its long rows of :func:`memat.evaluate.paired_difference`
+    (``lang``, ``metric``, ``mean``) against the baseline, on the development cases only. The score of a
+    candidate is the mean of its ``mean`` over the rows of ``metrics`` (and ``langs``, default every
+    language present): the average paired gain, in points. The highest score wins; a tie (within 1e-9)
+    goes to the earlier candidate, so list the simpler or the paper's setting first.
+
+    Returns ``{"chosen": label, "scores": [label + {"score": s}], "criterion": text}``. A candidate with
+    none of the ``metrics`` rows is an error naming it: a score from nothing would choose at random."""
+    if not candidates:
+        raise ValueError("choose_on_dev: no candidates")
+    scores = []
+    for label, gains in candidates:
+        df = pd.DataFrame(list(gains)) if not isinstance(gains, pd.DataFrame) else gains
+        missing = {"lang", "metric", "mean"} - set(df.columns)
+        if missing:
+            raise ValueError(f"choose_on_dev: the gains of candidate {dict(label)} lack columns {sorted(missing)}")
+        keep = df.metric.isin(list(metrics)) & (df.lang.isin(list(langs)) if langs is not None else True)
+        vals = df.loc[keep, "mean"].astype(float)
+        if vals.empty or not np.isfinite(vals).all():
+            raise ValueError(f"choose_on_dev: candidate {dict(label)} has no finite {list(metrics)} gains"
+                             + (f" in {list(langs)}" if langs is not None else ""))
+        scores.append({**dict(label), "score": float(vals.mean())})
+    best = max(s["score"] for s in scores)
+    chosen = next(dict(label) for (label, _), s in zip(candidates, scores) if s["score"] >= best - 1e-9)
+    where_ = f" in {', '.join(langs)}" if langs is not None else " in every language"
+    return {"chosen": chosen, "scores": scores,
+            "criterion": f"the highest mean paired gain over the baseline of {'/'.join(metrics)}{where_} on the "
+                         "development cases; ties to the earlier candidate"}
