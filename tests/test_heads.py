@@ -425,3 +425,64 @@ def test_probe_map_reads_a_cross_lingual_map_and_names_what_is_missing():
         probe_map(r03, "ca", "en", "refined")
     with pytest.raises(ValueError, match="no 'probes'"):
         probe_map({"table": []}, "ca", "en")
+
+
+# --------------------------------------------------------------------------------------------------
+# how well the map is measured (issue 13, part 3)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_bootstrap_accuracy_resamples_cases_and_brackets_the_estimate():
+    from memat.heads import bootstrap_accuracy
+
+    data = _synthetic(n_cases=40)
+    res = train_probes(data, seed=0, keep_predictions=True)
+    assert res.val_correct.shape == (res.n_val, 3, 4)
+    assert np.allclose(res.val_correct.mean(0), res.accuracy)  # the kept predictions are the map's
+    assert "val_correct" not in res.to_dict()
+    out = bootstrap_accuracy(res, n_boot=500, seed=0)
+    assert out["heads"] == [[6, 2]] and out["n_val_cases"] == res.n_val_cases
+    assert out["lo"] <= out["accuracy"] <= out["hi"] <= 1.0
+    noise = bootstrap_accuracy(res, heads=[(5, 0), (7, 3)], n_boot=500, seed=0)
+    assert noise["lo"] < 0.5 + 0.2 and noise["hi"] - noise["lo"] > 0.05  # chance heads: a wide interval near 0.5
+    assert noise["accuracy"] == pytest.approx(np.mean([res.accuracy[0, 0], res.accuracy[2, 3]]))
+    # by hand: two validation cases, one with 3 right of 3 sentences, one with 0 of 1; resampling both cases
+    # twice gives 3/3 or 0/1; once each gives 3/4
+    res.val_correct = np.zeros((4, 3, 4), dtype=bool)
+    res.val_correct[:3, 1, 2] = True
+    res.val_row_groups = np.array([10, 10, 10, 11])
+    b = bootstrap_accuracy(res, heads=[(6, 2)], n_boot=4000, seed=1, level=0.4)
+    assert b["accuracy"] == pytest.approx(0.75)
+    assert b["lo"] == pytest.approx(0.75) and b["hi"] == pytest.approx(0.75)  # P(3/4) = 1/2: the 30% and 70% quantiles
+    b90 = bootstrap_accuracy(res, heads=[(6, 2)], n_boot=4000, seed=1, level=0.9)
+    assert b90["lo"] == 0.0 and b90["hi"] == 1.0  # a case bootstrap, not a sentence one (that would never give 0)
+    with pytest.raises(ValueError, match="not in the probe map"):
+        bootstrap_accuracy(res, heads=[(9, 0)])
+    with pytest.raises(ValueError, match="keep_predictions"):
+        bootstrap_accuracy(train_probes(data, seed=0))
+
+
+def test_shuffled_label_control_is_at_chance_and_below_a_real_signal():
+    from memat.heads import shuffled_label_control
+
+    data = _synthetic(n_cases=40)
+    ctl = shuffled_label_control(data, n_shuffles=3, seed=0, k=2)
+    assert len(ctl["best"]) == 3 and ctl["k"] == 2
+    assert all(abs(m - 0.5) < 0.15 for m in ctl["mean"])
+    assert max(ctl["best"]) < train_probes(data, seed=0).best()[2]  # the signal head beats the best shuffled one
+    assert all(t <= b for t, b in zip(ctl["top_k_mean"], ctl["best"]))
+    assert np.array_equal(data.y, np.tile([0, 1], 40))  # the caller's labels are untouched
+    assert ctl == shuffled_label_control(data, n_shuffles=3, seed=0, k=2)  # seeded
+
+
+def test_topk_overlap_across_seeds_is_one_for_a_clear_head_and_low_for_noise():
+    from memat.heads import topk_overlap_across_seeds
+
+    strong = topk_overlap_across_seeds(_synthetic(n_cases=40), k=1, seeds=[0, 1, 2])
+    assert strong["top_k"] == {"0": [[6, 2]], "1": [[6, 2]], "2": [[6, 2]]}
+    assert strong["pairwise"] == [1.0, 1.0, 1.0] and strong["mean_overlap"] == 1.0
+    assert strong["random_expectation"] == pytest.approx(1 / 12)
+    noise = topk_overlap_across_seeds(_synthetic(n_cases=40, strength=0.0), k=3, seeds=[0, 1, 2, 3])
+    assert len(noise["pairwise"]) == 6 and noise["mean_overlap"] < 1.0
+    with pytest.raises(ValueError, match="two distinct"):
+        topk_overlap_across_seeds(_synthetic(), k=1, seeds=[0, 0])

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -343,6 +343,8 @@ class ProbeResult:
     val_groups: list = field(default_factory=list)
     C: float = 1.0
     val_fraction: float = 0.3
+    val_correct: np.ndarray | None = field(default=None, repr=False, compare=False)
+    val_row_groups: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_heads(self) -> int:
@@ -420,12 +422,16 @@ def probe_map(heads_results: dict, edit_lang: str, eval_lang: str, head_set: str
 
 
 def train_probes(
-    data: ProbeData, val_fraction: float = 0.3, seed: int = 0, C: float = 1.0, max_iter: int = 1000
+    data: ProbeData, val_fraction: float = 0.3, seed: int = 0, C: float = 1.0, max_iter: int = 1000,
+    keep_predictions: bool = False,
 ) -> ProbeResult:
     """One L2-regularised logistic regression per (layer, head) on standardised head outputs.
 
     Train and validation are split by case (:func:`split_by_case`); the standardisation (per feature mean
-    and standard deviation) is fitted on the training rows only.
+    and standard deviation) is fitted on the training rows only. With ``keep_predictions`` the result
+    also holds, per validation sentence, whether each head's probe got it right (``val_correct``,
+    ``[n_val, n_layers, n_heads]``) and the sentence's case (``val_row_groups``), for
+    :func:`bootstrap_accuracy`; they are not written by :meth:`ProbeResult.to_dict`.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -448,12 +454,14 @@ def train_probes(
     n_l, n_h = X.shape[1], X.shape[2]
     acc = np.zeros((n_l, n_h))
     tr_acc = np.zeros((n_l, n_h))
+    correct = np.zeros((len(va), n_l, n_h), dtype=bool)
     for i in range(n_l):
         for h in range(n_h):
             clf = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
             clf.fit(Xtr[:, i, h], y[tr])
             tr_acc[i, h] = clf.score(Xtr[:, i, h], y[tr])
-            acc[i, h] = clf.score(Xva[:, i, h], y[va])
+            correct[:, i, h] = clf.predict(Xva[:, i, h]) == y[va]
+            acc[i, h] = correct[:, i, h].mean()
     val_groups = np.unique(groups[va])
     return ProbeResult(
         accuracy=acc,
@@ -467,7 +475,114 @@ def train_probes(
         val_groups=val_groups.tolist(),
         C=float(C),
         val_fraction=float(val_fraction),
+        val_correct=correct if keep_predictions else None,
+        val_row_groups=groups[va].copy() if keep_predictions else None,
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# how well the head map is measured: intervals, a label-shuffled control, stability across splits
+# --------------------------------------------------------------------------------------------------
+
+
+def bootstrap_accuracy(result: ProbeResult, heads: Sequence[tuple[int, int]] | None = None, n_boot: int = 1000,
+                       seed: int = 0, level: float = 0.95) -> dict:
+    """Validation accuracy of ``heads`` (default: the best head) with a bootstrap interval over *cases*.
+
+    The validation sentences of a case are not independent (a case gives a true and a new sentence per
+    prompt), so the bootstrap resamples validation cases with replacement and pools their sentences.
+    ``result`` needs ``train_probes(..., keep_predictions=True)``. The accuracy of a set of heads is the
+    mean over the heads (each resample scores every head on the same cases). Note that the best head is
+    chosen on the same validation cases, so its accuracy is optimistic; compare it with
+    :func:`shuffled_label_control`.
+
+    Returns ``{"heads", "accuracy", "lo", "hi", "per_head": [...], "n_val_cases", "n_boot", "level"}``
+    (accuracies as fractions)."""
+    if result.val_correct is None or result.val_row_groups is None:
+        raise ValueError("bootstrap_accuracy needs the per-sentence predictions: train the probes with "
+                         "train_probes(..., keep_predictions=True)")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    heads = [tuple(h) for h in (heads if heads is not None else result.top_k(1))]
+    idx = []
+    for layer, h in heads:
+        if layer not in result.layers or not 0 <= h < result.n_heads:
+            raise ValueError(f"head {(layer, h)} is not in the probe map (layers {result.layers}, {result.n_heads} heads)")
+        idx.append((result.layers.index(layer), h))
+    correct = np.stack([result.val_correct[:, i, h] for i, h in idx], axis=1).astype(float)  # [n_val, n_heads]
+    g = np.asarray(result.val_row_groups)
+    uniq, inv = np.unique(g, return_inverse=True)
+    per_case_sum = np.zeros((len(uniq), len(idx)))
+    np.add.at(per_case_sum, inv, correct)
+    per_case_n = np.bincount(inv, minlength=len(uniq)).astype(float)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(uniq), size=(n_boot, len(uniq)))
+    counts = np.stack([np.bincount(d, minlength=len(uniq)) for d in draws]).astype(float)  # [n_boot, n_cases]
+    boot = (counts @ per_case_sum) / (counts @ per_case_n)[:, None]  # [n_boot, n_heads]
+    a = (1.0 - level) / 2.0
+    point = correct.mean(0)
+    per_head = [{"head": [int(l), int(h)], "accuracy": float(point[j]), "lo": float(np.quantile(boot[:, j], a)),
+                 "hi": float(np.quantile(boot[:, j], 1 - a))} for j, (l, h) in enumerate(heads)]
+    mean_boot = boot.mean(1)
+    return {"heads": [[int(l), int(h)] for l, h in heads], "accuracy": float(point.mean()),
+            "lo": float(np.quantile(mean_boot, a)), "hi": float(np.quantile(mean_boot, 1 - a)),
+            "per_head": per_head, "n_val_cases": int(len(uniq)), "n_boot": int(n_boot), "level": float(level)}
+
+
+def shuffled_label_control(data: ProbeData, n_shuffles: int = 5, val_fraction: float = 0.3, seed: int = 0,
+                           C: float = 1.0, k: int = 1) -> dict:
+    """The probe map again with the labels permuted *within each case* (so each case keeps its balance of
+    true and new sentences), ``n_shuffles`` times, on the same case split as ``train_probes(data,
+    val_fraction, seed)``: the validation accuracy that choosing the best of all the heads reaches when
+    the heads carry no information about the label. An edited map whose best head (or top-``k`` mean)
+    does not beat this control's is not evidence that any head separates the targets.
+
+    Returns ``{"best": [...], "top_k_mean": [...], "mean": [...], "k", "n_shuffles"}``, one value per
+    shuffle: the best head's accuracy, the mean accuracy of the top-``k`` heads, the mean over all heads."""
+    if n_shuffles < 1:
+        raise ValueError(f"n_shuffles must be at least 1, got {n_shuffles}")
+    rng = np.random.default_rng(seed + 7919)
+    groups = np.asarray(data.groups)
+    best, topk, mean = [], [], []
+    for _ in range(n_shuffles):
+        y = np.asarray(data.y).copy()
+        for g in np.unique(groups):
+            rows = np.flatnonzero(groups == g)
+            y[rows] = y[rng.permutation(rows)]
+        shuffled = replace(data, y=y)
+        res = train_probes(shuffled, val_fraction, seed, C)
+        acc = res.accuracy
+        best.append(float(np.nanmax(acc)))
+        topk.append(float(np.mean([acc[res.layers.index(l), h] for l, h in res.top_k(k)])))
+        mean.append(float(np.nanmean(acc)))
+    return {"best": best, "top_k_mean": topk, "mean": mean, "k": int(k), "n_shuffles": int(n_shuffles)}
+
+
+def topk_overlap_across_seeds(data: ProbeData, k: int, seeds: Sequence[int] = (0, 1, 2), val_fraction: float = 0.3,
+                              C: float = 1.0) -> dict:
+    """How stable the top-``k`` heads are when the probes are retrained on other case splits: the probe map
+    once per split seed, and the share of the top-``k`` that two seeds have in common, for every pair of
+    seeds (``|A & B| / k``). Heads chosen at random would share ``k / n_heads`` on average
+    (``"random_expectation"``).
+
+    Returns ``{"seeds", "top_k": {seed: [[layer, head], ...]}, "pairwise": [...], "mean_overlap",
+    "min_overlap", "random_expectation", "k"}``."""
+    seeds = list(dict.fromkeys(int(s) for s in seeds))
+    if len(seeds) < 2:
+        raise ValueError(f"seeds: at least two distinct split seeds are needed, got {seeds}")
+    tops = {}
+    total = None
+    for sd in seeds:
+        res = train_probes(data, val_fraction, sd, C)
+        total = int(res.accuracy.size)
+        tops[sd] = res.top_k(k)
+    pairs = [(a, b) for i, a in enumerate(seeds) for b in seeds[i + 1:]]
+    pairwise = [len(set(tops[a]) & set(tops[b])) / k for a, b in pairs]
+    return {"seeds": seeds, "top_k": {str(sd): [list(h) for h in t] for sd, t in tops.items()},
+            "pairwise": [float(x) for x in pairwise], "mean_overlap": float(np.mean(pairwise)),
+            "min_overlap": float(np.min(pairwise)), "random_expectation": float(k / total), "k": int(k)}
 
 
 # --------------------------------------------------------------------------------------------------
