@@ -665,6 +665,9 @@ def test_a_full_run_of_synthetic_results(tmp_path):
 
 def test_run_size():
     assert report.run_size({"parameters": {"N_EDITS": 1000}}) == "n = 1,000"
+    split = {"parameters": {"N_EDITS": 24, "N_TEST": 12}, "selection": {"k": 16}}
+    assert report.run_size(split) == "n = 12 test cases (+ 24 development)"
+    assert report.run_size({"parameters": {"N_EDITS": 24, "N_TEST": 12}}) == "n = 24"  # no split recorded
     assert report.run_size({"parameters": {"I_RANGE": [8, 10]}, "edit_sizes": [100, 316, 100]}) == "n = 100, 316 edits"
     assert report.run_size({"parameters": {"I_RANGE": [8, 16]}}) == "n = 100, 10,000 edits"
     assert report.run_size({}) == report.run_size(None) == "n not recorded"
@@ -733,3 +736,111 @@ def test_appendix_h_claims_flip_with_table3(tmp_path, index, a, b):
     data = synthetic()
     data["04_memat"]["table3"] = [r for r in data["04_memat"]["table3"] if r["method"] != a]
     assert _verdicts(report.build_report(data, **kw))[claim] == report.UNMEASURED
+
+
+# --------------------------------------------------------------------------- notebook 04's development split
+def _split_memat(d: dict, paper_delta: float = -6.0, test_sweep: bool = False) -> dict:
+    """memat_results in the layout of notebook 04 since the development split: the main row chosen on set A
+    (``selection``), the paper's row beside it for CE (``paper_gains``, a loss of ``paper_delta``), every row on set T."""
+    d = json.loads(json.dumps(d))
+    for r in d["metrics"]:
+        r["cases"] = "T"
+    paper_metrics = [dict(r, method="MEMAT-16 (paper)", mean=r["mean"] - 12.0 + paper_delta)
+                     for r in d["metrics"] if r["method"] == "MEMAT-16" and r["setting"] == "CE"]
+    d["metrics"] += paper_metrics
+    d["paper_gains"] = [{"setting": "CE", "lang": lang, "metric": m, "mean": paper_delta, "ci": 2.0, "n": 12}
+                        for lang in ("ca", "en") for m in ("EM", "PM", "NS")]
+    d["memat_rows"] = {"main": "MEMAT-16", "paper": "MEMAT-16 (paper)", "paper_settings": ["CE"]}
+    dev = [{"k": k, "share": f"{k / 72:.1%}", "apply_positions": "last", "setting": "CE", "cases": "A", "lang": lang,
+            "metric": m, "mean": 30.0 + k, "ci": 4.0, "n": 24} for k in (1, 4, 16) for lang in ("ca", "en") for m in ("EM", "PM")]
+    d["selection"] = {"setting": "CE", "cases": "A", "metrics": ["EM", "PM"], "k": 16, "apply_positions": "last",
+                      "forced": {"K": False, "APPLY": False},
+                      "rule_choice": {"chosen": {"apply_positions": "last"}, "criterion": "best mean",
+                                      "scores": [{"apply_positions": "all", "score": -8.5}, {"apply_positions": "last", "score": 2.25}]},
+                      "k_choice": {"chosen": {"k": 16}, "criterion": "the highest mean paired gain",
+                                   "scores": [{"k": 1, "score": 0.5}, {"k": 16, "score": 2.25}]},
+                      "metrics_rows": dev, "gains": []}
+    d["dataset"] = {"case_ids": [f"a{i}" for i in range(24)], "case_ids_test": [f"t{i}" for i in range(12)]}
+    d["parameters"].update(K=None, PAPER_K=16, TEST_K_SWEEP=test_sweep)
+    d["k_sweep"] = [dict(r, apply_positions="last", cases="T") for r in d["k_sweep"] if r["k"] <= 16] if test_sweep else []
+    return d
+
+
+def test_memat_claims_stand_on_the_chosen_row_and_show_the_paper_row(tmp_path):
+    kw = dict(figures_dir=tmp_path, out_dir=tmp_path)
+    data = synthetic()
+    data["04_memat"] = _split_memat(data["04_memat"])
+    text = report.build_report(data, **kw)
+    claim = _claim("memat", 1)  # the 10% magnitude gain: the chosen row gains 12.25 points, the paper's loses 6
+    assert _verdicts(text)[claim] == HOLDS
+    chunk = report.split_sections(text)[next(s.title for s in SECTIONS if s.key == "memat")]
+    assert "main row K = 16 at `last` (chosen on set A), on the test set" in chunk
+    assert "The paper's row (MEMAT-16 (paper), 16 heads at every position, no clamp): does not hold" in chunk
+    assert "Every row is on set T (12 test cases)" in chunk and "k 16: 2.2" in chunk
+    assert "| CE | en | -6.0 ± 2.0 | -6.0 ± 2.0 | -6.0 ± 2.0 | 12 |" in chunk  # the paper's row, paired (NS, EM, PM)
+    _check_sourced(text, data)
+    # without the paper's row, the verdict is the chosen row's alone
+    data["04_memat"]["memat_rows"]["paper"] = None
+    assert "The paper's row" not in report.split_sections(report.build_report(data, **kw))[
+        next(s.title for s in SECTIONS if s.key == "memat")].split("Paired MEMAT")[0]
+
+
+def test_k16_is_judged_on_test_cases_only(tmp_path):
+    kw = dict(figures_dir=tmp_path, out_dir=tmp_path)
+    data = synthetic()
+    claim = _claim("ksweep")
+    data["04_memat"] = _split_memat(data["04_memat"], test_sweep=False)
+    text = report.build_report(data, **kw)
+    assert _verdicts(text)[claim] == report.UNMEASURED  # set A chose K: its sweep is not a result
+    chunk = report.split_sections(text)[next(s.title for s in SECTIONS if s.key == "ksweep")]
+    assert "On set A, the development cases that chose K" in chunk and "On set T" not in chunk
+    data["04_memat"] = _split_memat(synthetic()["04_memat"], test_sweep=True)
+    text = report.build_report(data, **kw)
+    assert _verdicts(text)[claim] == HOLDS  # K = 16 best of 8 and 16 on the test rows
+    assert "on the test cases" in text and "On set T, the test cases" in text
+    # a results file from before the split says its rows are in-sample
+    old = report.build_report(synthetic(), **kw)
+    assert "they are in-sample" in old
+
+
+def test_probe_uncertainty_lines_show_intervals_and_count_maps_above_the_shuffled_control():
+    from memat.report import _probe_uncertainty_lines
+
+    def m(acc, lo, hi):
+        return {"best": {"accuracy": acc, "lo": lo, "hi": hi}, "topk_accuracy": {"accuracy": acc - 0.1, "lo": lo - 0.1, "hi": hi - 0.1},
+                "seeds": {"mean_overlap": 0.5, "random_expectation": 16 / 72}}
+
+    def row(l1, l2, above):
+        return {"L1": l1, "L2": l2, "cases": "all", "val cases": 8, "shuffled best": 0.66, "shuffled top-16": 0.6,
+                "above shuffled": above}
+
+    d = {"parameters": {"K": 16, "N_BOOT": 1000, "N_SHUFFLES": 5, "SPLIT_SEEDS": [0, 1, 2]},
+         "probe_uncertainty": {"table": [row("ca", "en", True), row("en", "ca", False), row("unedited", "en", True)],
+                               "maps": {"ca->en": {"all": m(0.9, 0.8, 0.95)}, "en->ca": {"all": m(0.7, 0.5, 0.8)},
+                                        "unedited->en": {"all": m(0.7, 0.6, 0.8)}}}}
+    text = "\n".join(_probe_uncertainty_lines(d))
+    assert "90.0 [80.0, 95.0]" in text and "80.0 [70.0, 85.0]" in text  # best, top-K with their intervals
+    assert "1 of 2 edited maps clear the label-shuffled control" in text  # the unedited row is not counted
+    assert "the others are not shown" in text
+    d["probe_uncertainty"]["table"][1]["above shuffled"] = True
+    assert "every edited map separates" in "\n".join(_probe_uncertainty_lines(d))
+    assert "re-run notebook 03" in "\n".join(_probe_uncertainty_lines({"table": []}))
+
+
+def test_an_in_sample_full_run_of_notebook_04_is_shown_but_the_held_out_run_is_judged(committed):
+    _, results, _ = committed
+    kw = {"figures_dir": FIGURES, "out_dir": ROOT}
+    split = results["04_memat"]
+    assert split.get("selection"), "the committed CI run of notebook 04 has its development split"
+    old = {k: v for k, v in split.items() if k != "selection"}  # as notebook 04 wrote it before the split
+    data = {k: results[k] for k in ("03_head_localization",)}
+    title = next(s.title for s in SECTIONS if s.key == "memat")
+    text = report.build_report({**data, "04_memat": split, "04_memat_full": old}, **kw)
+    chunk = report.split_sections(text)[title]
+    assert "judged on the CI default run, n = 12 test cases (+ 24 development): the full run is in-sample" in chunk
+    assert "held out:" in chunk and "its rows are in-sample and it is not judged" in chunk
+    assert "(CI default run, n = 12 test cases (+ 24 development); the full run is in-sample)" in text
+    # a full run with its own split is judged as any full run
+    text2 = report.build_report({**data, "04_memat": split, "04_memat_full": split}, **kw)
+    assert "judged on the full run" in report.split_sections(text2)[title]
+    assert not report.in_sample(next(s for s in SECTIONS if s.key == "fig1"), {"04_memat": old})

@@ -48,6 +48,7 @@ import math
 import os
 import re
 import sys
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -736,6 +737,43 @@ def _build_heads(ctx: Context) -> list[str]:
               "head's layer and index:", ""]
     lines += md_table(["L1", "L2", "cases", "kept", "of", "peak", "layer", "head", "peak L>4", "mean",
                        topk or "mean top-K", "paper peak"], out) + [""]
+    return lines + _probe_uncertainty_lines(d)
+
+
+def _probe_uncertainty_lines(d: Mapping) -> list[str]:
+    """Notebook 03's measurement of its own maps (bootstrap intervals, label-shuffled control, top-K
+    stability over case splits); nothing for results files written before it existed."""
+    unc = d.get("probe_uncertainty")
+    if not unc or not unc.get("table"):
+        return ["How well these maps are measured (intervals, a label-shuffled control, stability over case "
+                "splits) is not in this results file: re-run notebook 03.", ""]
+    k = d.get("parameters", {}).get("K", "K")
+    out, n_above, n_edited = [], 0, 0
+    for r in sorted(unc["table"], key=lambda r: (r["L1"] == "unedited", r["L1"], r["L2"], _sort_key("cases", r["cases"]))):
+        m = unc["maps"][f"{r['L1']}->{r['L2']}"][r["cases"]]
+        if r["L1"] != "unedited":
+            n_edited += 1
+            n_above += bool(r["above shuffled"])
+        out.append([r["L1"], r["L2"], r["cases"], fmt(r["val cases"], "count"),
+                    f"{fmt(m['best']['accuracy'], 'frac')} [{fmt(m['best']['lo'], 'frac')}, {fmt(m['best']['hi'], 'frac')}]",
+                    fmt(r["shuffled best"], "frac"),
+                    f"{fmt(m['topk_accuracy']['accuracy'], 'frac')} [{fmt(m['topk_accuracy']['lo'], 'frac')}, {fmt(m['topk_accuracy']['hi'], 'frac')}]",
+                    fmt(r[f"shuffled top-{k}"], "frac"), "yes" if r["above shuffled"] else "no",
+                    fmt(m["seeds"]["mean_overlap"], "frac"), fmt(m["seeds"]["random_expectation"], "frac")])
+    p = d.get("parameters", {})
+    lines = [f"How well the maps are measured (notebook 03): the best head's and the top-{k} mean validation "
+             f"accuracy with 95% intervals from a bootstrap over validation cases ({p.get('N_BOOT', '?')} "
+             f"resamples), the same probes with labels shuffled within each case ({p.get('N_SHUFFLES', '?')} "
+             f"times, mean shown; `above` = the top-{k} interval clears the largest shuffled value), and the "
+             f"share of the top-{k} kept when the probes are retrained on other case splits (seeds "
+             f"{p.get('SPLIT_SEEDS', '?')}; random heads would keep the last column):", ""]
+    lines += md_table(["L1", "L2", "cases", "val cases", "best [95%]", "shuffled best", f"top-{k} [95%]",
+                       f"shuffled top-{k}", "above", "top-K kept", "random"], out) + [""]
+    verdict = ("every edited map separates the targets beyond chance" if n_above == n_edited else
+               "no edited map is shown, at this n, to rank heads better than chance" if n_above == 0 else
+               "the others are not shown, at this n, to rank heads better than chance")
+    lines += [f"{n_above} of {n_edited} edited maps clear the label-shuffled control: {verdict}; notebook 04's "
+              "control rows (random and unedited top-K heads) test the same on MEMAT's outcome.", ""]
     return lines
 
 
@@ -779,6 +817,9 @@ F4 = "04_memat"
 
 
 def _memat_method(d: Mapping) -> str:
+    main = (d.get("memat_rows") or {}).get("main")  # notebook 04 since the development split names its rows
+    if main:
+        return main
     k = (d.get("parameters") or {}).get("K")
     methods = sorted({r["method"] for r in d["metrics"] if str(r["method"]).startswith("MEMAT-")},
                      key=lambda m: _sort_key("method", m))
@@ -842,6 +883,7 @@ def _build_memat(ctx: Context) -> list[str]:
     lines = ["Settings: the first letter is the language of the edit, the second the language the heads "
              "are trained in (C Catalan, E English); * marks corrections recycled from another fact set. "
              "Cells: mean ± 95% interval, percent.", ""]
+    lines += _selection_lines(d)
     for edit in ("C", "E"):
         sub = [r for r in rows if str(r.get("setting", ""))[:1] == edit]
         for lang in sorted({r["lang"] for r in sub}, key=lambda x: _sort_key("lang", x)):
@@ -859,8 +901,10 @@ def _build_memat(ctx: Context) -> list[str]:
         lines += long_table(t3, [("method", "method", None), ("lang", "lang", None)]) + [""]
     gains = d.get("gains")
     if gains:
+        recycled = ("the corrections trained on set A, applied to set T's edit" if d.get("selection")
+                    else "recycled corrections on set B")
         lines += ["Paired MEMAT − MEMIT differences (per case, same cases and same edit; mean ± 95% interval, "
-                  "points). A setting with * uses recycled corrections on set B:", ""]
+                  f"points). A setting with * uses {recycled}:", ""]
         lines += long_table(gains, [("setting", "setting", None), ("lang", "lang", None)]) + [""]
         effect, name = reference_effect()
 
@@ -878,6 +922,11 @@ def _build_memat(ctx: Context) -> list[str]:
                   "half-width 0 at n > 0), so there is no variance to size the test from; such a cell is never "
                   "marked †:", ""]
         lines += long_table(gains, [("setting", "setting", None), ("lang", "lang", None)], cell=detectable) + [""]
+    paper_rows = d.get("paper_gains")
+    if paper_rows:
+        lines += [f"The paper's row, {(d.get('memat_rows') or {}).get('paper')} ({_paper_row_words(d)}), paired "
+                  "MEMAT − MEMIT on the same test cases (mean ± 95% interval, points):", ""]
+        lines += long_table(paper_rows, [("setting", "setting", None), ("lang", "lang", None)]) + [""]
     mg = d.get("magnitude_gain")
     if mg:
         lines += ["Cross-lingual gains, as notebook 04 counts them (`memat.experiments.crosslingual_gain_verdict`: "
@@ -894,6 +943,60 @@ def _build_memat(ctx: Context) -> list[str]:
                 lines.append(f"- {label}: {listed or 'none'}")
         lines += [""]
     return lines
+
+
+def _paper_row_words(d: Mapping) -> str:
+    k = (d.get("parameters") or {}).get("PAPER_K", 16)
+    return f"{fmt(k, 'count')} heads at every position, no clamp"
+
+
+def _selection_lines(d: Mapping) -> list[str]:
+    """How notebook 04 chose K and the positions (``selection``, on set A), and which cases its tables report
+    (set T); for a results file from before the development split, that its rows are in-sample."""
+    sel = d.get("selection")
+    ds = d.get("dataset") or {}
+    if not sel:
+        return ["These rows come from before the development split: MEMAT's learning rate and the heads were "
+                "chosen on the same cases the rows report (set A), so they are in-sample.", ""]
+    n_a, n_t = len(ds.get("case_ids") or []), len(ds.get("case_ids_test") or [])
+    how = "forced by the parameters" if all((sel.get("forced") or {}).values()) else (
+        f"chosen on set A ({fmt(n_a, 'count')} development cases, disjoint from the test set): "
+        f"{(sel.get('k_choice') or {}).get('criterion', '')}")
+    lines = [f"Every row is on set T ({fmt(n_t, 'count')} test cases). The main MEMAT row uses K = "
+             f"{fmt(sel['k'], 'count')} heads applied at `{sel['apply_positions']}`, {how}. Set A also trained and "
+             "validated notebook 03's probes and chose the MEMAT preset's learning rate; no row below comes from it.", ""]
+    scores = [r for part in ("rule_choice", "k_choice") for r in (sel.get(part) or {}).get("scores", [])]
+    if scores:
+        lines += [f"The development scores (setting {sel['setting']}, set A; mean paired gain over MEMIT of "
+                  f"{'/'.join(sel.get('metrics') or [])}, points): "
+                  + "; ".join(", ".join(f"{a} {fmt(b, 'count') if isinstance(b, int) else b}" for a, b in r.items()
+                                        if a != "score") + f": {fmt(r['score'])}" for r in scores) + ".", ""]
+    return lines
+
+
+def _with_paper_row(judge: Callable[[Context], Verdict]) -> Callable[[Context], Verdict]:
+    """``judge`` on the main MEMAT row, and, when notebook 04 ran the paper's row beside it (``paper_gains``),
+    the same judge on that row, appended: the verdict stands on the chosen row, both are shown."""
+
+    def wrapped(ctx: Context) -> Verdict:
+        v = judge(ctx)
+        d = ctx[F4]
+        sel = d.get("selection")
+        if sel and v.status != UNMEASURED:
+            v = Verdict(v.status, f"main row K = {fmt(sel['k'], 'count')} at `{sel['apply_positions']}` (chosen on "
+                        f"set A), on the test set: {v.detail}")
+        paper = (d.get("memat_rows") or {}).get("paper")
+        if not paper or not d.get("paper_gains"):
+            return v
+        d2 = {**d, "memat_rows": {"main": paper}, "gains": d["paper_gains"], "selection": None}
+        try:
+            pv = judge(dataclasses.replace(ctx, data={**ctx.data, F4: d2}))
+        except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError):
+            return v
+        return Verdict(v.status, f"{v.detail}. The paper's row ({paper}, {_paper_row_words(d)}): {pv.status}: {pv.detail}")
+
+    wrapped.__name__ = judge.__name__
+    return wrapped
 
 
 def _judge_all_metrics(ctx: Context) -> Verdict:
@@ -1001,21 +1104,40 @@ def _judge_memat_joint(ctx: Context) -> Verdict:
 # --------------------------------------------------------------------------- Fig. 9: K sweep
 def _build_ksweep(ctx: Context) -> list[str]:
     d = ctx[F4]
-    lines = ctx.figure("fig9_k_sweep.png", "Fig. 9 (ours): metrics against the number of heads K")
-    lines += ["Metrics against the number of corrected heads K (mean ± 95% interval, percent):", ""]
-    lines += long_table(d["k_sweep"], [("setting", "setting", None), ("lang", "lang", None), ("k", "K", "count")])
-    return lines + [""]
+    sel = d.get("selection")
+    if not sel:  # before the development split: one sweep, on the reported cases
+        lines = ctx.figure("fig9_k_sweep.png", "Fig. 9 (ours): metrics against the number of heads K")
+        lines += ["Metrics against the number of corrected heads K (mean ± 95% interval, percent; in-sample: the "
+                  "cases of the rows):", ""]
+        lines += long_table(d["k_sweep"], [("setting", "setting", None), ("lang", "lang", None), ("k", "K", "count")])
+        return lines + [""]
+    lines = ctx.figure("fig9_k_sweep.png", "Fig. 9 (ours), development cases: metrics against the number of heads K")
+    dev = [r for r in sel.get("metrics_rows") or [] if r.get("apply_positions") == sel["apply_positions"]]
+    lines += [f"On set A, the development cases that chose K (setting {sel['setting']}, applied at "
+              f"`{sel['apply_positions']}`; mean ± 95% interval, percent; K's share of the model's heads beside it). "
+              "These numbers chose the main row's K: they are not a result.", ""]
+    lines += long_table(dev, [("lang", "lang", None), ("k", "K", "count"), ("share", "share", None)]) + [""]
+    if d.get("k_sweep"):
+        lines += ctx.figure("fig9_k_sweep_test.png", "Fig. 9 (ours), test cases: metrics against the number of heads K")
+        lines += ["On set T, the test cases (each K trained on them, applied the same way):", ""]
+        lines += long_table(d["k_sweep"], [("lang", "lang", None), ("k", "K", "count"), ("share", "share", None)]) + [""]
+    return lines
 
 
 def _judge_k16(ctx: Context) -> Verdict:
-    rows = ctx[F4]["k_sweep"]
+    d = ctx[F4]
+    rows = d["k_sweep"]
+    if d.get("selection") and not rows:
+        return Verdict(UNMEASURED, "K was chosen on the development cases (set A); the sweep on the test cases "
+                       "(TEST_K_SWEEP, on in the full configuration) was not run, and set A's sweep is not a result")
     ks = sorted({r["k"] for r in rows})
     if 16 not in ks:
         return Verdict(UNMEASURED, f"K = 16 is not in the sweep (K in {', '.join(fmt(k, 'count') for k in ks)})")
     avg = {k: _mean([float(r["mean"]) for r in rows if r["k"] == k]) for k in ks}
     best = max(ks, key=lambda k: (avg[k], -k))
     status = HOLDS if avg[16] >= avg[best] - 1.0 else FAILS
-    return Verdict(status, "average over settings, languages and metrics: " +
+    where_ = " on the test cases" if d.get("selection") else ""
+    return Verdict(status, f"average over settings, languages and metrics{where_}: " +
                    ", ".join(f"K={fmt(k, 'count')} {fmt(avg[k])}" for k in ks) +
                    f"; best K={fmt(best, 'count')} (within 1 point of the best counts as holding)")
 
@@ -1227,7 +1349,10 @@ def _build_languages(ctx: Context) -> list[str]:
                       [[r["term"], fmt(r["coef"], "nats"), f"[{fmt(r['lo'], 'nats')}, {fmt(r['hi'], 'nats')}]",
                         fmt(r["odds_ratio"], "nats")]
                        for r in reg["coefficients"]]) + [""]
-    lines += ["(d) MEMAT − MEMIT per language, paired over facts (points, 95% interval):", ""]
+    m = d.get("memat") or {}
+    how = (f"K = {fmt(m['k'], 'count')} heads ({m['source']['k']}), applied at `{m['apply_positions']}` "
+           f"({m['source']['apply_positions']})") if m else f"K = {fmt(params.get('K'), 'count')} heads at every position (the preset)"
+    lines += [f"(d) MEMAT − MEMIT per language, paired over facts (points, 95% interval); MEMAT with {how}:", ""]
     lines += md_table(["lang", "metric", "MEMAT", "MEMIT", "gain", "interval", "detectable"],
                       [[r["lang"], r["metric"], fmt(r["memat"]), fmt(r["memit"]), fmt(r["mean"]),
                         f"[{fmt(r['lo'])}, {fmt(r['hi'])}]", fmt(r["mde"])] for r in d["memat_gain"]]) + [""]
@@ -1293,10 +1418,10 @@ SECTIONS: list[Section] = [
                       "L2 (a control this reproduction adds)", _judge_control),
             ), published_keys=("probe_peak_accuracy",)),
     Section("memat", "Tables 1 and 2 — MEMAT against MEMIT and PMET", "Tables 1-2", (F4,), _build_memat, claims=(
-        Claim("MEMAT 'achieves significant improvements in all metrics' over MEMIT (abstract)", _judge_all_metrics),
-        Claim("MEMAT 'delivers a remarkable 10% increase in magnitude metrics' (abstract)", _judge_magnitude),
+        Claim("MEMAT 'achieves significant improvements in all metrics' over MEMIT (abstract)", _with_paper_row(_judge_all_metrics)),
+        Claim("MEMAT 'delivers a remarkable 10% increase in magnitude metrics' (abstract)", _with_paper_row(_judge_magnitude)),
         Claim("MEMAT 'benefits languages not included in the training data' of its heads (abstract)",
-              _judge_other_language),
+              _with_paper_row(_judge_other_language)),
         Claim("MEMAT 'demonstrates a high degree of portability': recycled corrections still help (abstract)",
               _judge_portability),
         Claim("to insert both languages, 'optimizing separate matrices before merging them yields significantly "
@@ -1378,11 +1503,14 @@ def _built(section: Section, ctx: Context, src: Sequence[str]) -> list[str]:
 
 def run_size(payload: Any) -> str:
     """How big a run is, for the headings and verdicts of a section showing two runs: ``n = 128`` (its
-    ``N_EDITS``), or for the scaling run its edit counts (``n = 10, 32, 100, 316 edits``, from ``edit_sizes``,
+    ``N_EDITS``; notebook 04's ``N_TEST`` test cases when it has a development split), or for the scaling run its edit counts (``n = 10, 32, 100, 316 edits``, from ``edit_sizes``,
     else from ``I_RANGE`` by the schedule of :func:`memat.scaling.edit_sizes`), else ``n not recorded``."""
     payload = payload if isinstance(payload, Mapping) else {}
     params = payload.get("parameters") or {}
-    n = params.get("N_EDITS")
+    n, n_test = params.get("N_EDITS"), params.get("N_TEST")
+    if payload.get("selection") and isinstance(n_test, (int, float)) and not isinstance(n_test, bool):
+        # notebook 04 since its development split: the tables report the test cases only
+        return f"n = {fmt(n_test, 'count')} test cases (+ {fmt(n, 'count')} development)"
     if isinstance(n, (int, float)) and not isinstance(n, bool):
         return f"n = {fmt(n, 'count')}"
     sizes = payload.get("edit_sizes")
@@ -1460,6 +1588,21 @@ def _two_run_lines(section: Section, results: Mapping[str, Any], ctx_kw: dict, s
     lines += blocks
     full_ctx, full_size = ctxs["full"]
     base = next(((label, ctx, size) for label, (ctx, size) in ctxs.items() if label != "full"), None)
+    if base and in_sample(section, full_ctx.data) and not in_sample(section, base[1].data):
+        # the full run's rows are on the cases that chose its hyperparameters: judge on the held-out run
+        verdicts = []
+        for c in section.claims:
+            v = c.verdict(base[1])
+            detail = (f"on the {base[0]} run ({base[2]}), held out: {v.detail}; the full run ({full_size}) predates "
+                      f"notebook 04's development split, so its rows are in-sample and it is not judged "
+                      f"(there: {c.verdict(full_ctx).status})")
+            verdicts.append((c.text, Verdict(v.status, detail)))
+        if verdicts:
+            lines += [f"**The paper's claims on our model** (judged on the {base[0]} run, {base[2]}: the full run "
+                      "is in-sample):", ""]
+            lines += [f"- *Claim:* {text} — **{v.status}**: {v.detail}." for text, v in verdicts]
+            lines += [""]
+        return lines, verdicts, f" ({base[0]} run, {base[2]}; the full run is in-sample)"
     verdicts = []
     for c in section.claims:
         v = c.verdict(full_ctx)
@@ -1472,6 +1615,14 @@ def _two_run_lines(section: Section, results: Mapping[str, Any], ctx_kw: dict, s
         lines += [f"- *Claim:* {text} — **{v.status}**: {v.detail}." for text, v in verdicts]
         lines += [""]
     return lines, verdicts, f" (full run, {full_size})"
+
+
+def in_sample(section: Section, data: Mapping[str, Any]) -> bool:
+    """Whether a run's rows for ``section`` are on the cases that chose their hyperparameters: notebook 04's
+    results from before its development split (no ``selection``) report set A, which chose the heads and
+    the learning rate. Sections built from other notebooks are never in-sample in this sense."""
+    payload = data.get(F4) if F4 in section.results else None
+    return isinstance(payload, Mapping) and not payload.get("selection")
 
 
 def build_report(results: Mapping[str, Any] | None = None, *, results_dir: str | os.PathLike | None = None,
