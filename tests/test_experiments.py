@@ -190,3 +190,24 @@ def test_choose_on_dev_breaks_ties_to_the_earlier_candidate_and_names_bad_input(
         choose_on_dev([({"k": 3}, [{"lang": "ca", "metric": "ES", "mean": 1.0}])])
     with pytest.raises(ValueError, match="lack columns"):
         choose_on_dev([({"k": 3}, [{"lang": "ca", "mean": 1.0}])])
+
+
+def test_memat_choice_takes_the_given_value_then_notebook_04s_then_the_presets():
+    from memat.experiments import memat_choice
+    from memat.memat import load_memat_hparams
+
+    preset = load_memat_hparams("gemma3-270m")  # k 16, apply_positions "all"
+    r04 = {"selection": {"k": 4, "apply_positions": "last", "cases": "A"}}
+    got = memat_choice(r04, None, None, preset)
+    assert (got["k"], got["apply_positions"]) == (4, "last") and "notebook 04" in got["source"]["k"]
+    got = memat_choice(r04, 16, None, preset)
+    assert (got["k"], got["apply_positions"]) == (16, "last") and got["source"]["k"] == "given"
+    old = memat_choice({"parameters": {"K": 16}}, None, None, preset)  # a results file from before the split
+    assert (old["k"], old["apply_positions"]) == (preset.k, preset.apply_positions)
+    assert old["source"] == {"k": "the MEMAT preset", "apply_positions": "the MEMAT preset"}
+    with pytest.raises(ValueError, match="APPLY"):
+        memat_choice(r04, None, "everywhere", preset)
+    with pytest.raises(ValueError, match="K: the number of heads"):
+        memat_choice(None, 0, None, preset)
+    with pytest.raises(ValueError, match="no k"):
+        memat_choice(None)

@@ -267,3 +267,34 @@ def choose_on_dev(candidates: Sequence[tuple[Mapping[str, Any], Sequence[dict] |
     return {"chosen": chosen, "scores": scores,
             "criterion": f"the highest mean paired gain over the baseline of {'/'.join(metrics)}{where_} on the "
                          "development cases; ties to the earlier candidate"}
+
+
+def memat_choice(results: Mapping[str, Any] | None, k: int | None = None, apply_positions: str | None = None,
+                 preset: Any = None) -> dict:
+    """``K`` and ``apply_positions`` for a notebook that reuses notebook 04's MEMAT (05, 06, 08).
+
+    Each value, in this order: the one given (a notebook parameter that forces it); notebook 04's
+    ``selection`` in its results file ``results`` (chosen on its development cases, set A); the MEMAT
+    ``preset``'s (a :class:`memat.memat.MematHparams`), e.g. for a results file from before the development
+    split. Returns ``{"k", "apply_positions", "source": {"k": ..., "apply_positions": ...}}``, the sources in
+    words. A bad value is an error naming the parameter."""
+    from .corrections import check_apply_positions
+
+    sel = (results or {}).get("selection") or {}
+    out: dict = {"source": {}}
+    for name, given in (("k", k), ("apply_positions", apply_positions)):
+        if given is not None:
+            val, src = given, "given"
+        elif sel.get(name) is not None:
+            val, src = sel[name], f"chosen by notebook 04 on its {sel.get('cases', 'A')} cases"
+        elif preset is not None and getattr(preset, name, None) is not None:
+            val, src = getattr(preset, name), "the MEMAT preset"
+        else:
+            raise ValueError(f"memat_choice: no {name}: give it, or a notebook 04 results file with a selection, or a preset")
+        if name == "k" and (isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1):
+            raise ValueError(f"K: the number of heads must be a positive int, got {val!r} ({src})")
+        if name == "apply_positions":
+            val = check_apply_positions(val, where=f"APPLY ({src})")
+        out[name] = int(val) if name == "k" else val
+        out["source"][name] = src
+    return out
