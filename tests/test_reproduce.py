@@ -310,7 +310,7 @@ def test_cpu_full_config():
         assert specs[name].parameters["N_EDITS"] == 128, name
     assert "N_NEIGHBORHOOD" not in _parameters_cell("02_crosslingual_memit")  # 02 scores all ten always
     assert specs["04_memat"].parameters["N_NEIGHBORHOOD"] is None  # all ten
-    assert 0 < specs["04_memat"].parameters["N_RECYCLE"] <= 128
+    assert specs["04_memat"].parameters["N_TEST"] == 128  # the test set of issue 13, disjoint from set A
     assert specs["08_many_languages"].parameters["LANGS"] == "all"  # every BMIKE-53 language
     assert cfg.report == {"out": "paper_full.md", "suffix": "_full"}
     assert cfg.figures_dir == "figures/full"  # beside the CI figures, where the report looks for them
