@@ -894,3 +894,25 @@ def test_cache_keys_do_not_depend_on_the_machine(tmp_path, monkeypatch):
     assert all(after[name] != keys_c[name] for name in ("memit", "corrections", "scores"))
     assert after["targets"][0] != keys_c["targets"][0]
     assert after["stats"][0] == keys_c["stats"][0] and after["stats"][3] != keys_c["stats"][3]
+
+
+def test_a_delta_is_added_in_float32_and_cast_once_on_a_bfloat16_model():
+    lm = make_tiny_model("llama")
+    lm.model.to(torch.bfloat16)
+    ref = _state(lm)
+    d = _random_delta(lm, scale=3e-3)
+    k = next(iter(d.deltas))
+    w0 = ref[k]
+    once = (w0.float() + d.deltas[k]).to(torch.bfloat16)
+    twice = w0 + d.deltas[k].to(torch.bfloat16)  # the update rounded to bfloat16 before the sum
+    assert w0.dtype == torch.bfloat16 and d.deltas[k].dtype == torch.float32
+    assert not torch.equal(once, twice), "precondition: the two roundings differ somewhere"
+    with d.applied(lm):
+        assert torch.equal(lm.model.get_parameter(k), once)
+    _assert_state_equal(lm, ref, "bfloat16 apply + remove")
+    # on float32 weights it is the plain sum
+    p = torch.randn(4, 5)
+    u = torch.randn(4, 5) * 1e-3
+    expect = p + u
+    memit_mod.add_in_float32(p, u)
+    assert torch.equal(p, expect)

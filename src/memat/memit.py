@@ -399,7 +399,8 @@ def layer_update(lm: LoadedModel, layer: int, keys: torch.Tensor, resid: torch.T
                  lam: float) -> torch.Tensor:
     """The update of ``layer``'s MLP output weight that adds ``resid`` [n, d] to the layer's output at
     ``keys`` [n, m] (for Gemma 2/3 through the post-MLP RMS norm, to the nearest reachable point), in the
-    parameter's own layout and dtype."""
+    parameter's own layout, in float32 whatever the model's dtype: it is added to the weights in float32 and
+    the sum cast once (:func:`add_in_float32`), so a bfloat16 model does not round the update before adding."""
     W = lm.mlp_out_weight(layer)  # [d_out, d_in] view
     if lm.spec.post_mlp_norm is not None:
         g = _rms_gain(lm.module("post_mlp_norm", layer), W.shape[0], lm.device, lm.dtype)
@@ -410,8 +411,18 @@ def layer_update(lm: LoadedModel, layer: int, keys: torch.Tensor, resid: torch.T
         target = _through_post_norm(m, resid, g)
     else:
         target = resid
-    upd = closed_form_update(keys, target, C, lam).to(W.dtype)  # [d_out, d_in]
+    upd = closed_form_update(keys, target, C, lam).to(torch.float32)  # [d_out, d_in]
     return upd if lm.spec.weight_layout == "out_in" else upd.T
+
+
+@torch.no_grad()
+def add_in_float32(param: torch.Tensor, update: torch.Tensor) -> None:
+    """``param += update`` computed in float32 and cast to ``param``'s dtype once, on ``param``'s device.
+
+    For a float32 parameter this is exactly ``param.add_(update)``; for bfloat16 or float16 it avoids rounding
+    the update to the parameter's precision before the sum (a small update to a large weight would round
+    twice, or vanish). Restoring goes through a copy of the original weights, never a subtraction."""
+    param.copy_((param.float() + update.to(param.device, torch.float32)).to(param.dtype))
 
 
 class WeightDelta:
@@ -444,7 +455,7 @@ class WeightDelta:
             with torch.no_grad():
                 for k, d in self.deltas.items():
                     self._backup[k] = params[k].detach().clone()
-                    params[k].add_(d.to(params[k].device, params[k].dtype))
+                    add_in_float32(params[k], d)
         except BaseException:
             self.remove(lm)
             raise
@@ -522,7 +533,7 @@ def write_layers(
             upd = layer_update(lm, layer, keys, resid, stats[layer] if hp.mom2_adjustment else None,
                                hp.mom2_update_weight)
             with torch.no_grad():
-                params[wnames[layer]].add_(upd)
+                add_in_float32(params[wnames[layer]], upd)
             deltas[wnames[layer]] = upd.detach().cpu()
             layer_log.append({"layer": layer, "resid_norm": float(resid.norm(dim=-1).mean()),
                               "update_norm": float(upd.norm())})
