@@ -590,3 +590,23 @@ def test_cached_corrections_round_trip_and_key(tmp_path, monkeypatch):
     cached_corrections(lm, CASES, heads, MematHparams(lr=0.06, n_steps=2, batch_size=2, seed=3), delta=delta,
                        langs=LANGS, contexts=CTX)
     assert len(calls) == 2
+
+
+def test_nll_by_epoch_compares_complete_epochs_on_the_same_cases():
+    from memat.memat import nll_by_epoch, nll_lowered
+
+    def st(epoch, n, nll):
+        return {"epoch": epoch, "n_cases": n, "nll": nll}
+
+    # 10 cases in batches of 4, 4, 2; the first step of the last epoch is worse than the first step overall,
+    # yet the epoch means fell: a first-versus-last-step check would say the opposite
+    log = {"steps": [st(0, 4, 1.0), st(0, 4, 3.0), st(0, 2, 6.0), st(1, 4, 0.5), st(1, 4, 1.0), st(1, 2, 4.0)]}
+    assert nll_by_epoch(log) == pytest.approx([(4 + 12 + 12) / 10, (2 + 4 + 8) / 10])
+    assert nll_lowered(log) is True
+    assert log["steps"][-1]["nll"] > log["steps"][0]["nll"]
+    rose = {"steps": [st(0, 5, 1.0), st(0, 5, 1.0), st(1, 5, 2.0), st(1, 5, 1.0)]}
+    assert nll_lowered(rose) is False
+    cut = {"steps": [st(0, 5, 3.0), st(0, 5, 3.0), st(1, 5, 0.1)]}  # n_steps stopped inside epoch 1
+    assert nll_by_epoch(cut) == [3.0] and nll_lowered(cut) is None
+    with pytest.raises(ValueError, match="lack 'epoch'"):
+        nll_by_epoch({"steps": [{"nll": 1.0}]})

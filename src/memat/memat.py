@@ -114,6 +114,8 @@ __all__ = [
     "correction_loss",
     "key_shift",
     "load_memat_hparams",
+    "nll_by_epoch",
+    "nll_lowered",
     "norm_penalty",
     "select_heads",
     "train_corrections",
@@ -396,6 +398,33 @@ def _schedule(n_cases: int, hp: MematHparams) -> list[tuple[int, list[list[int]]
         epoch += 1
         if hp.n_steps is None and epoch == hp.n_epochs:
             return steps
+
+
+def nll_by_epoch(log: dict) -> list[float]:
+    """The new target's NLL averaged over each *complete* epoch of a training log (``train_log["steps"]``,
+    weighted by each step's ``n_cases``): every complete epoch sees every training case once, so two epochs
+    compare the same cases, where the first and the last step (different mini-batches) do not. An epoch cut
+    short by ``n_steps`` is left out."""
+    steps = log.get("steps") or []
+    if any("epoch" not in st or "n_cases" not in st for st in steps):
+        raise ValueError("nll_by_epoch: the training log's steps lack 'epoch' or 'n_cases' (a log written before "
+                         "they were recorded): retrain, or clear the corrections cache")
+    sums: dict[int, list[float]] = {}
+    for st in steps:
+        acc = sums.setdefault(int(st["epoch"]), [0.0, 0.0])
+        acc[0] += float(st["nll"]) * st["n_cases"]
+        acc[1] += st["n_cases"]
+    if not sums:
+        return []
+    full = max(n for _, n in sums.values())
+    return [tot / n for e, (tot, n) in sorted(sums.items()) if n == full]
+
+
+def nll_lowered(log: dict) -> bool | None:
+    """Whether training lowered the new target's NLL: the last complete epoch's mean below the first's
+    (:func:`nll_by_epoch`); ``None`` when there are fewer than two complete epochs to compare."""
+    means = nll_by_epoch(log)
+    return None if len(means) < 2 else bool(means[-1] < means[0])
 
 
 def train_corrections(
