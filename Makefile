@@ -70,3 +70,4 @@ bench:
 	$(PYTHON) benchmarks/bench_memit.py
 	$(PYTHON) benchmarks/bench_heads.py
 	$(PYTHON) benchmarks/bench_evaluate.py
+	$(PYTHON) benchmarks/bench_gpu_memory.py
