@@ -271,7 +271,7 @@ def choose_on_dev(candidates: Sequence[tuple[Mapping[str, Any], Sequence[dict] |
 
 def memat_choice(results: Mapping[str, Any] | None, k: int | None = None, apply_positions: str | None = None,
                  preset: Any = None) -> dict:
-    """``K`` and ``apply_positions`` for a notebook that reuses notebook 04's MEMAT (05, 06, 08).
+    """``K`` and ``apply_positions`` for a notebook that reuses notebook 04's MEMAT (notebook 08).
 
     Each value, in this order: the one given (a notebook parameter that forces it); notebook 04's
     ``selection`` in its results file ``results`` (chosen on its development cases, set A); the MEMAT

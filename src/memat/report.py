@@ -1588,33 +1588,31 @@ def _two_run_lines(section: Section, results: Mapping[str, Any], ctx_kw: dict, s
     lines += blocks
     full_ctx, full_size = ctxs["full"]
     base = next(((label, ctx, size) for label, (ctx, size) in ctxs.items() if label != "full"), None)
-    if base and in_sample(section, full_ctx.data) and not in_sample(section, base[1].data):
-        # the full run's rows are on the cases that chose its hyperparameters: judge on the held-out run
-        verdicts = []
-        for c in section.claims:
-            v = c.verdict(base[1])
-            detail = (f"on the {base[0]} run ({base[2]}), held out: {v.detail}; the full run ({full_size}) predates "
-                      f"notebook 04's development split, so its rows are in-sample and it is not judged "
-                      f"(there: {c.verdict(full_ctx).status})")
-            verdicts.append((c.text, Verdict(v.status, detail)))
-        if verdicts:
-            lines += [f"**The paper's claims on our model** (judged on the {base[0]} run, {base[2]}: the full run "
-                      "is in-sample):", ""]
-            lines += [f"- *Claim:* {text} — **{v.status}**: {v.detail}." for text, v in verdicts]
-            lines += [""]
-        return lines, verdicts, f" ({base[0]} run, {base[2]}; the full run is in-sample)"
+    # a full run whose rows are on the cases that chose its hyperparameters is shown, not judged
+    held_out = bool(base) and in_sample(section, full_ctx.data) and not in_sample(section, base[1].data)
+    if held_out:
+        judged, other = (base[0], base[1], base[2]), ("full", full_ctx, full_size)
+    else:
+        judged, other = ("full", full_ctx, full_size), base
     verdicts = []
     for c in section.claims:
-        v = c.verdict(full_ctx)
-        detail = f"on the full run ({full_size}): {v.detail}"
-        if base:
-            detail += f"; on the {base[0]} run ({base[2]}): {c.verdict(base[1]).status}"
+        v = c.verdict(judged[1])
+        if held_out:
+            detail = (f"on the {judged[0]} run ({judged[2]}), held out: {v.detail}; the full run ({full_size}) "
+                      f"predates notebook 04's development split, so its rows are in-sample and it is not judged "
+                      f"(there: {c.verdict(full_ctx).status})")
+        else:
+            detail = f"on the full run ({full_size}): {v.detail}"
+            if other:
+                detail += f"; on the {other[0]} run ({other[2]}): {c.verdict(other[1]).status}"
         verdicts.append((c.text, Verdict(v.status, detail)))
+    where_ = (f"the {judged[0]} run, {judged[2]}: the full run is in-sample" if held_out else f"the full run, {full_size}")
     if verdicts:
-        lines += [f"**The paper's claims on our model** (judged on the full run, {full_size}):", ""]
+        lines += [f"**The paper's claims on our model** (judged on {where_}):", ""]
         lines += [f"- *Claim:* {text} — **{v.status}**: {v.detail}." for text, v in verdicts]
         lines += [""]
-    return lines, verdicts, f" (full run, {full_size})"
+    summary = f" ({judged[0]} run, {judged[2]}; the full run is in-sample)" if held_out else f" (full run, {full_size})"
+    return lines, verdicts, summary
 
 
 def in_sample(section: Section, data: Mapping[str, Any]) -> bool:
