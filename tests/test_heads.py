@@ -486,3 +486,17 @@ def test_topk_overlap_across_seeds_is_one_for_a_clear_head_and_low_for_noise():
     assert len(noise["pairwise"]) == 6 and noise["mean_overlap"] < 1.0
     with pytest.raises(ValueError, match="two distinct"):
         topk_overlap_across_seeds(_synthetic(), k=1, seeds=[0, 0])
+
+
+def test_topk_overlap_reuses_a_known_map_and_gives_the_same_answer(monkeypatch):
+    import memat.heads as heads_mod
+
+    data = _synthetic(n_cases=40, strength=0.5)
+    fresh = heads_mod.topk_overlap_across_seeds(data, k=3, seeds=[0, 1, 2])
+    known = {0: train_probes(data, 0.3, 0)}
+    calls = []
+    real = heads_mod.train_probes
+    monkeypatch.setattr(heads_mod, "train_probes", lambda *a, **kw: calls.append(a[2]) or real(*a, **kw))
+    reused = heads_mod.topk_overlap_across_seeds(data, k=3, seeds=[0, 1, 2], known=known)
+    assert reused == fresh
+    assert calls == [1, 2]  # seed 0 came from `known`

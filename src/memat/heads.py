@@ -561,11 +561,12 @@ def shuffled_label_control(data: ProbeData, n_shuffles: int = 5, val_fraction: f
 
 
 def topk_overlap_across_seeds(data: ProbeData, k: int, seeds: Sequence[int] = (0, 1, 2), val_fraction: float = 0.3,
-                              C: float = 1.0) -> dict:
+                              C: float = 1.0, known: dict[int, ProbeResult] | None = None) -> dict:
     """How stable the top-``k`` heads are when the probes are retrained on other case splits: the probe map
     once per split seed, and the share of the top-``k`` that two seeds have in common, for every pair of
     seeds (``|A & B| / k``). Heads chosen at random would share ``k / n_heads`` on average
-    (``"random_expectation"``).
+    (``"random_expectation"``). ``known``: maps already trained on ``data`` with these settings, by split seed
+    (the caller's own ``train_probes(data, val_fraction, seed, C)``), which are not trained again.
 
     Returns ``{"seeds", "top_k": {seed: [[layer, head], ...]}, "pairwise": [...], "mean_overlap",
     "min_overlap", "random_expectation", "k"}``."""
@@ -575,7 +576,7 @@ def topk_overlap_across_seeds(data: ProbeData, k: int, seeds: Sequence[int] = (0
     tops = {}
     total = None
     for sd in seeds:
-        res = train_probes(data, val_fraction, sd, C)
+        res = (known or {}).get(sd) or train_probes(data, val_fraction, sd, C)
         total = int(res.accuracy.size)
         tops[sd] = res.top_k(k)
     pairs = [(a, b) for i, a in enumerate(seeds) for b in seeds[i + 1:]]
