@@ -383,3 +383,102 @@ def test_wrap_model_unknown_model_type():
     model = OPTForCausalLM(cfg).eval()
     with pytest.raises(UnsupportedArchitecture, match="'opt'.*supported: .*gemma3_text.*llama"):
         wrap_model(model, tok)
+
+
+# --------------------------------------------------------------------------- MODEL_KWARGS (from_pretrained pass-through)
+
+
+def _saved_tiny(tmp_path):
+    src = make_tiny_model("llama")
+    src.model.save_pretrained(tmp_path / "m")
+    src.tokenizer.save_pretrained(tmp_path / "m")
+    return src, str(tmp_path / "m")
+
+
+def test_load_model_passes_model_kwargs_to_the_model_and_tokenizer_kwargs_to_both(tmp_path, monkeypatch):
+    """A notebook's MODEL_KWARGS reach ``from_pretrained``: ``revision`` and ``trust_remote_code`` choose the
+    tokenizer as well (a pinned revision pins both), ``attn_implementation`` only the model; the model loads
+    as without them (same weights, same logits)."""
+    import transformers
+
+    from memat.models import load_model
+
+    src, path = _saved_tiny(tmp_path)
+    seen = {}
+    real_tok, real_model = transformers.AutoTokenizer.from_pretrained, transformers.AutoModelForCausalLM.from_pretrained
+
+    def tok(p, **kw):
+        seen["tokenizer"] = dict(kw)
+        kw.pop("revision", None)  # a local folder has no revisions: record, then load as usual
+        return real_tok(p, **kw)
+
+    def model(p, **kw):
+        seen["model"] = dict(kw)
+        kw.pop("revision", None)
+        return real_model(p, **kw)
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", tok)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", model)
+    kwargs = {"revision": "0123abc", "trust_remote_code": False, "attn_implementation": "eager"}
+    lm = load_model(path, device="cpu", **kwargs)
+    assert seen["tokenizer"] == {"revision": "0123abc", "trust_remote_code": False}
+    assert {k: seen["model"][k] for k in kwargs} == kwargs
+    assert seen["model"]["dtype"] == torch.float32 and seen["model"]["device_map"] is None
+    assert lm.model.config._attn_implementation == "eager"
+    ids = torch.tensor([[1, 5, 7, 9]])
+    torch.testing.assert_close(lm.model(ids).logits, src.model(ids).logits, rtol=0, atol=1e-6)
+
+
+def test_model_kwargs_that_load_model_sets_itself_are_refused(tmp_path):
+    from memat.models import check_model_kwargs, load_model
+
+    _, path = _saved_tiny(tmp_path)
+    with pytest.raises(ValueError, match=r"MODEL_KWARGS may not set 'torch_dtype'.*DTYPE"):
+        load_model(path, device="cpu", torch_dtype="float16")
+    with pytest.raises(ValueError, match=r"MODEL_KWARGS must be a mapping.*list"):
+        check_model_kwargs(["revision", "x"])
+    with pytest.raises(ValueError, match=r"key 'not a name' is not an argument name"):
+        check_model_kwargs({"not a name": 1})
+    assert check_model_kwargs(None) == {} and check_model_kwargs({"revision": "v1"}) == {"revision": "v1"}
+
+
+def test_every_notebook_takes_model_kwargs_and_loads_its_model_with_them():
+    """Each numbered notebook has ``MODEL_KWARGS = {}`` in its parameters cell (papermill:
+    ``-y 'MODEL_KWARGS: {revision: <sha>}'``) and passes it to its one ``load_model`` call."""
+    import json
+    import re
+    from pathlib import Path
+
+    notebooks = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0*.ipynb"))
+    assert len(notebooks) >= 8
+    for nb_path in notebooks:
+        cells = [c for c in json.loads(nb_path.read_text())["cells"] if c["cell_type"] == "code"]
+        params = "".join(cells[0]["source"])
+        assert "parameters" in cells[0]["metadata"].get("tags", []), nb_path.name
+        assert re.search(r"^MODEL_KWARGS = \{\}", params, re.M), f"{nb_path.name}: no MODEL_KWARGS = {{}} parameter"
+        calls = [m for c in cells[1:] for m in re.findall(r"load_model\(MODEL[^\n]*\)", "".join(c["source"]))]
+        assert len(calls) == 1 and calls[0].endswith("**MODEL_KWARGS)"), f"{nb_path.name}: {calls}"
+
+
+def test_cli_model_loads_on_the_device_asked_with_revision(tmp_path, monkeypatch, capsys):
+    """``memat model NAME`` loads where asked (no longer always on the CPU) and passes ``--revision`` and
+    ``--trust-remote-code`` through."""
+    import memat.models as models_mod
+    from memat import cli
+
+    calls = []
+    real = models_mod.load_model
+
+    def spy(name, dtype=None, device=None, **kw):
+        calls.append({"dtype": dtype, "device": device, **kw})
+        return real(name, dtype=dtype, device="cpu")
+
+    _, path = _saved_tiny(tmp_path)
+    monkeypatch.setattr(models_mod, "load_model", spy)
+    assert cli.main(["model", path, "--device", "meta-or-gpu", "--dtype", "float32", "--revision", "v2",
+                     "--trust-remote-code"]) == 0
+    assert calls == [{"dtype": "float32", "device": "meta-or-gpu", "revision": "v2", "trust_remote_code": True}]
+    assert cli.main(["model", path]) == 0
+    assert calls[-1] == {"dtype": None, "device": None}  # the default device: CUDA if available, else CPU
+    out = capsys.readouterr().out
+    assert "device / dtype" in out and "cpu / float32" in out and "model_type" in out

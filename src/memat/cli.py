@@ -89,6 +89,10 @@ def _add_model(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     )
     p.add_argument("name", nargs="?", default="gemma3-270m", help="model id, path, or gemma3-270m (default)")
     p.add_argument("--refresh", action="store_true", help="re-convert the embedded GGUF even if cached")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA if available, else CPU)")
+    p.add_argument("--dtype", default=None, help="float32, bfloat16, ... (default: bfloat16 on CUDA, float32 on CPU)")
+    p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) of model and tokenizer")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code from the hub")
     p.set_defaults(func=_cmd_model)
 
 
@@ -97,8 +101,12 @@ def _cmd_model(args: argparse.Namespace) -> int:
 
     if args.name in EMBEDDED_ALIASES:
         print(f"embedded checkpoint: {embedded_checkpoint(refresh=args.refresh)}")
-    lm = load_model(args.name, device="cpu")
+    kwargs = {"revision": args.revision} if args.revision else {}
+    if args.trust_remote_code:
+        kwargs["trust_remote_code"] = True
+    lm = load_model(args.name, dtype=args.dtype, device=args.device, **kwargs)
     rows = [
+        ("device / dtype", f"{lm.device} / {str(lm.dtype).removeprefix('torch.')}"),
         ("model_type", lm.config.model_type),
         ("layers", str(lm.n_layers)),
         ("heads / kv heads / head dim", f"{lm.n_heads} / {lm.n_kv_heads} / {lm.head_dim}"),

@@ -30,9 +30,11 @@ __all__ = [
     "ARCHITECTURES",
     "DEFAULT_MODEL",
     "LoadedModel",
+    "TOKENIZER_KWARGS",
     "UnsupportedArchitecture",
     "arch_spec",
     "cache_dir",
+    "check_model_kwargs",
     "default_device",
     "embedded_checkpoint",
     "load_model",
@@ -293,6 +295,30 @@ def embedded_checkpoint(refresh: bool = False) -> Path:
     return target
 
 
+#: ``from_pretrained`` kwargs that also choose or read the tokenizer: :func:`load_model` passes them to both.
+TOKENIZER_KWARGS = frozenset({"revision", "trust_remote_code", "subfolder", "cache_dir", "local_files_only",
+                              "token", "force_download", "proxies"})
+#: ``from_pretrained`` arguments :func:`load_model` sets itself: ``MODEL_KWARGS`` may not repeat them (its
+#: ``dtype`` and ``device_map`` keys bind to :func:`load_model`'s own parameters of those names).
+_OWN_KWARGS = {"torch_dtype": "DTYPE (load_model's dtype)", "pretrained_model_name_or_path": "MODEL"}
+
+
+def check_model_kwargs(kwargs, where: str = "load_model") -> dict:
+    """``kwargs`` (a notebook's ``MODEL_KWARGS``) as a dict for ``from_pretrained``: string keys, none of the
+    arguments :func:`load_model` sets itself; raises ``ValueError`` naming the key otherwise."""
+    if kwargs is None:
+        return {}
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"{where}: MODEL_KWARGS must be a mapping of from_pretrained arguments, "
+                         f"got {type(kwargs).__name__} {kwargs!r}")
+    for k in kwargs:
+        if not isinstance(k, str) or not k.isidentifier():
+            raise ValueError(f"{where}: MODEL_KWARGS key {k!r} is not an argument name")
+        if k in _OWN_KWARGS:
+            raise ValueError(f"{where}: MODEL_KWARGS may not set {k!r}; load_model sets it itself (use {_OWN_KWARGS[k]})")
+    return dict(kwargs)
+
+
 def load_model(
     name: str = DEFAULT_MODEL,
     dtype: torch.dtype | str | None = None,
@@ -304,17 +330,22 @@ def load_model(
 
     ``dtype`` defaults to float32 on CPU and bfloat16 on CUDA; ``device_map`` is passed through to
     ``from_pretrained`` (e.g. ``"auto"`` for a multi-GPU 7B model); otherwise the model is moved to
-    ``device`` (default: :func:`default_device`). Extra kwargs go to ``from_pretrained``.
+    ``device`` (default: :func:`default_device`). Extra kwargs go to the model's ``from_pretrained``
+    (``attn_implementation="eager"``, ``revision``, ``trust_remote_code``, ...); those that also say which
+    tokenizer to read (:data:`TOKENIZER_KWARGS`: ``revision``, ``trust_remote_code``, ``subfolder``, ...)
+    go to the tokenizer's too, so a pinned revision pins both. The notebooks pass their ``MODEL_KWARGS``
+    parameter here (``papermill ... -y 'MODEL_KWARGS: {revision: <sha>, trust_remote_code: true}'``).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    kwargs = check_model_kwargs(kwargs)
     path = str(embedded_checkpoint()) if name in EMBEDDED_ALIASES else name
     dev = torch.device(device) if device is not None else default_device()
     if dtype is None:
         dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     elif isinstance(dtype, str):
         dtype = getattr(torch, dtype)
-    tok = AutoTokenizer.from_pretrained(path)
+    tok = AutoTokenizer.from_pretrained(path, **{k: v for k, v in kwargs.items() if k in TOKENIZER_KWARGS})
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map=device_map, **kwargs)
     if device_map is None:
         model.to(dev)
