@@ -11,8 +11,11 @@ this order, the wall clock of:
 * ``collect+refine``: the same with the appendix-D refinement (adds one scoring pass over the rewrite
   prompts in L2);
 * ``probes``: one logistic probe per (layer, head) (:func:`memat.heads.train_probes`);
-* ``memat``: the MEMAT head corrections for the K best heads (:func:`memat.memat.train_corrections`,
-  preset ``--memat-hparams`` with ``n_epochs`` set by ``--epochs``), the MEMIT delta applied.
+* ``memat (split)``, ``memat (full)``: the MEMAT head corrections for the K best heads
+  (:func:`memat.memat.train_corrections`, preset ``--memat-hparams`` with ``n_epochs`` set by ``--epochs``),
+  the MEMIT delta applied, once per ``--train-methods`` entry: ``split`` (the default method: each row's
+  positions before its corrected one run once, without gradient) and ``full`` (every position, forward and
+  backward); after the table, the speed-up of split over full and the largest difference of their corrections.
 
 The table goes to stdout (the last column divides each time by the MEMIT time), progress bars and log
 lines to stderr. The machine's load changes wall times by tens of percent: compare rows of one run.
@@ -69,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kinds", default="rewrite,paraphrase", help="prompt kinds of the probe sentences (default: %(default)s)")
     p.add_argument("--k", type=int, default=16, help="heads corrected by MEMAT (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=1, help="MEMAT training epochs (default: %(default)s)")
+    p.add_argument("--train-methods", default="split,full",
+                   help="train_corrections methods timed, comma-separated (default: %(default)s)")
+    p.add_argument("--cached-edit", action="store_true",
+                   help="take the MEMIT edit from the on-disk cache when there (its time is then a load, not an edit)")
     p.add_argument("--val-fraction", type=float, default=0.3, help="cases held out by the probes (default: %(default)s)")
     p.add_argument("--dataset", default="counterfact_en_ca", help="bilingual editing data set (default: %(default)s)")
     p.add_argument("--source-dir", default=os.environ.get("MEMAT_DATA_SOURCE") or None,
@@ -87,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.k < 1 or args.epochs < 1:
         raise SystemExit("--k and --epochs must be >= 1")
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    methods = tuple(dict.fromkeys(m.strip() for m in args.train_methods.split(",") if m.strip()))
     train_langs = tuple(dict.fromkeys(
         l.strip() for l in (args.train_langs or f"{args.l1},{args.l2}").split(",") if l.strip()))
     progress = not args.no_progress
@@ -95,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from memat import experiments, heads, memit, models, stats
     from memat.hparams import load_hparams
-    from memat.memat import load_memat_hparams, select_heads, train_corrections
+    from memat.memat import TRAIN_METHODS, load_memat_hparams, select_heads, train_corrections
+
+    if not methods or any(m not in TRAIN_METHODS for m in methods):
+        raise SystemExit(f"--train-methods: a comma-separated list out of {', '.join(TRAIN_METHODS)}, got {args.train_methods!r}")
 
     hp = load_hparams(args.hparams)
     mhp = load_memat_hparams(args.memat_hparams, n_epochs=args.epochs, n_steps=None, seed=args.seed)
@@ -124,15 +135,18 @@ def main(argv: list[str] | None = None) -> int:
         times[name] = time.perf_counter() - t0
         return out
 
-    delta = timed("memit", lambda: memit.cached_memit(lm, cases, hp, mom2, args.l1, progress=progress, cache=False))
+    delta = timed("memit", lambda: memit.cached_memit(lm, cases, hp, mom2, args.l1, progress=progress,
+                                                      cache=args.cached_edit))
     data = timed("collect", lambda: heads.collect_probe_data(lm, cases, args.l2, kinds=kinds, refine=False,
                                                              delta=delta, progress=progress))
     refined = timed("collect+refine", lambda: heads.collect_probe_data(lm, cases, args.l2, kinds=kinds, refine=True,
                                                                        delta=delta, progress=progress))
     res = timed("probes", lambda: heads.train_probes(data, args.val_fraction, args.seed))
     top = select_heads(res, args.k)
-    corr, log = timed("memat", lambda: train_corrections(lm, cases, top, mhp, delta=delta, langs=train_langs,
-                                                         progress=progress))
+    trained = {m: timed(f"memat ({m})", lambda m=m: train_corrections(lm, cases, top, mhp, delta=delta, langs=train_langs,
+                                                                       progress=progress, method=m))
+               for m in methods}
+    corr, log = trained[methods[0]]
 
     n_probes = res.accuracy.size
     what = {
@@ -140,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         "collect": f"head outputs in {args.l2}: {len(data)} sentences x {lm.n_layers} layers",
         "collect+refine": f"the same + refinement: {refined.n_kept}/{len(cases)} cases kept, {len(refined)} sentences",
         "probes": f"{n_probes} logistic probes ({res.n_train} train / {res.n_val} val sentences)",
-        "memat": f"MEMAT corrections: K={corr.k} heads, {args.epochs} epoch(s), {log['n_steps']} steps, "
-                 f"langs {','.join(train_langs)}",
+        **{f"memat ({m})": f"MEMAT corrections: K={corr.k} heads, {args.epochs} epoch(s), {log['n_steps']} steps, "
+                           f"langs {','.join(train_langs)}; final loss {trained[m][1]['steps'][-1]['loss']:.4f}"
+           for m in methods},
     }
     rows = [[name, what[name], f"{s:.2f}", f"{s / times['memit']:.2f}"] for name, s in times.items()]
     best_l, best_h, best = res.best()
@@ -155,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     print(_table(["step", "what", "time (s)", "x MEMIT"], rows, n_text=2))
     print()
     print(f"best probe: layer {best_l} head {best_h}, validation accuracy {best:.2f}")
+    if {"split", "full"} <= set(methods):
+        a, b = trained["split"][0].vectors, trained["full"][0].vectors
+        print(f"MEMAT training, split over full: {times['memat (full)'] / times['memat (split)']:.2f}x faster; "
+              f"max |omega split - omega full| = {float((a - b).abs().max()):.3g} (max |omega| = {float(b.abs().max()):.3g})")
     if hasattr(os, "getloadavg"):
         print(f"1-min load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
 
@@ -171,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             "heads": [list(h) for h in top],
             "probe_best": {"layer": best_l, "head": best_h, "accuracy": best},
             "memat_log": {k: v for k, v in log.items() if k != "contexts"},
+            "memat_logs": {m: {k: v for k, v in lg.items() if k != "contexts"} for m, (_, lg) in trained.items()},
         }
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)

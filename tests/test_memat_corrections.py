@@ -610,3 +610,84 @@ def test_nll_by_epoch_compares_complete_epochs_on_the_same_cases():
     assert nll_by_epoch(cut) == [3.0] and nll_lowered(cut) is None
     with pytest.raises(ValueError, match="lack 'epoch'"):
         nll_by_epoch({"steps": [{"nll": 1.0}]})
+
+
+# --------------------------------------------------------------------------------------------------
+# the split training pass (positions before the corrected one run once, without gradient)
+# --------------------------------------------------------------------------------------------------
+
+
+def _split_family(family):
+    over = {"sliding_window": 64} if family == "gemma3_text" else {}  # the tiny default window (4) is shorter than the rows
+    return make_tiny_model(family, **over)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "falcon", "gemma3_text", "gpt_neox"])
+def test_split_training_pass_gives_the_full_pass_loss_and_gradients(family):
+    """Eq. 12 on one mini-batch with rows of different prefix lengths, heads in the first layer, the last and
+    two in one layer, nonzero corrections and the edit applied: the split pass (prefix once in the model's
+    key/value cache, forward and backward over the positions from the corrected one on) gives the full
+    pass's loss terms, head norms and gradient of every correction. Tolerance 1e-5 relative on the loss
+    terms, 1e-4 of the largest gradient entry (float32 rounding of differently shaped products)."""
+    from memat.memat import _loss_parts, _split_rows
+
+    lm = _split_family(family)
+    heads = [(0, 1), (2, 0), (2, 3), (lm.n_layers - 1, 2)]
+    hp = MematHparams(lr=0.05, n_steps=1, batch_size=4, lambda_omega=0.1, kl_factor=0.7)
+    rows = training_rows(lm, CASES, LANGS, CTX, hp.train_position)
+    assert len(set(rows.positions)) > 3  # the rows are split at many different places
+    assert _split_rows(lm, rows, "split") is not None
+    out = {}
+    with _delta(lm).applied(lm):
+        for method in ("full", "split"):
+            corr = _random_corrections(lm, heads, seed=3)
+            corr.vectors.requires_grad_(True)
+            parts = _loss_parts(lm, corr, rows, hp, method)
+            parts["loss"].backward()
+            out[method] = {k: v.detach().clone() for k, v in parts.items()}, corr.vectors.grad.clone()
+    (pf, gf), (ps, gs) = out["full"], out["split"]
+    for key in ("loss", "nll", "kl", "penalty", "head_norms"):
+        torch.testing.assert_close(ps[key], pf[key], rtol=1e-5, atol=1e-6, msg=key)
+    assert float(pf["kl"]) > 1e-4 and float(gf.abs().max()) > 1e-4  # both terms carry gradient here
+    torch.testing.assert_close(gs, gf, rtol=1e-4, atol=1e-4 * float(gf.abs().max()))
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3_text"])
+def test_train_corrections_split_equals_full(family):
+    """Ten Adam steps over shuffled mini-batches, split against full: the same corrections (1e-4 of their
+    largest entry) and the same per-step log."""
+    lm = _split_family(family)
+    heads = [(0, 2), (1, 0), (3, 1)]
+    hp = MematHparams(lr=0.05, n_steps=10, batch_size=2, lambda_omega=0.1)
+    delta = _delta(lm)
+    got = {m: train_corrections(lm, CASES, heads, hp, delta=delta, langs=LANGS, contexts=CTX, method=m)
+           for m in ("full", "split")}
+    (cf, lf), (cs, ls) = got["full"], got["split"]
+    scale = float(cf.vectors.abs().max())
+    assert scale > 1e-2  # the corrections moved
+    torch.testing.assert_close(cs.vectors, cf.vectors, rtol=1e-4, atol=1e-4 * scale)
+    for a, b in zip(ls["steps"], lf["steps"]):
+        for key in ("loss", "nll", "kl", "penalty"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (a["step"], key)
+
+
+def test_split_training_pass_falls_back_to_every_position_where_it_is_not_exact():
+    """A mini-batch that reads a loss before a row's corrected position (``train_position="input_last"``
+    with a target of several tokens: its first tokens are read before the last input token) runs every
+    position, and so does every mini-batch of a model whose sliding window is shorter than the rows: there
+    ``method="split"`` is ``"full"`` bit for bit. An unknown method is an error."""
+    from memat.memat import _split_rows
+
+    lm = make_tiny_model("llama")
+    rows = training_rows(lm, CASES, LANGS, CTX, "input_last")
+    assert _split_rows(lm, rows, "split") is None
+    assert _split_rows(lm, training_rows(lm, CASES, LANGS, CTX, "prompt_last"), "full") is None
+    short = make_tiny_model("gemma3_text")  # window of 4 tokens
+    assert _split_rows(short, training_rows(short, CASES, LANGS, CTX, "prompt_last"), "split") is None
+    heads = [(1, 0), (2, 3)]
+    hp = MematHparams(lr=0.05, n_steps=3, batch_size=2)
+    a, _ = train_corrections(short, CASES, heads, hp, langs=LANGS, contexts=CTX, method="split")
+    b, _ = train_corrections(short, CASES, heads, hp, langs=LANGS, contexts=CTX, method="full")
+    assert torch.equal(a.vectors, b.vectors)
+    with pytest.raises(ValueError, match="method must be one of"):
+        train_corrections(lm, CASES, heads, MematHparams(n_steps=1), langs=LANGS, contexts=CTX, method="fast")

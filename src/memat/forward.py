@@ -27,8 +27,8 @@ import torch
 from .hooks import Trace
 from .models import LoadedModel
 
-__all__ = ["Batch", "encode", "token_ids", "subject_last_index", "hidden_at_final_norm", "TailRunner", "SuffixRunner",
-           "SuffixUnsupported", "cache_kwarg", "run_with_cache", "sliding_window"]
+__all__ = ["Batch", "encode", "token_ids", "subject_last_index", "hidden_at_final_norm", "TailRunner", "SplitRows",
+           "SuffixRunner", "SuffixUnsupported", "cache_kwarg", "run_with_cache", "sliding_window"]
 
 
 @dataclass
@@ -215,29 +215,88 @@ def sliding_window(lm: LoadedModel) -> int | None:
     return int(w)
 
 
+class SplitRows:
+    """Rows split at one position each (``splits[i]`` in row ``i``), the positions before it run once.
+
+    For an intervention at position ``splits[i]`` of row ``i`` and at no position before it (at any layer),
+    the hidden states and key/value entries of the positions before ``splits[i]`` do not depend on it
+    (causal attention). The constructor runs those positions through the whole model into its own
+    key/value cache, without gradient (the prefix pass); :meth:`run` then runs the positions from
+    ``splits[i]`` on (the suffix pass, with that cache), where hooks may intervene and gradients flow.
+
+    Rows are right-padded in both passes, with explicit position ids (``splits[i] + j`` for the ``j``-th
+    suffix token), and the suffix pass's attention mask covers prefix and suffix, so each real token attends
+    to exactly the real tokens before it, as in one unpadded pass; nothing of the model's code is copied. A
+    row with an empty prefix (``split = 0``) gets a placeholder prefix column that is visible only to itself
+    in the prefix pass (finite values) and masked in the suffix pass. Outputs are indexed ``[row, j]`` with
+    ``j = position - splits[row]``.
+
+    Sliding-window attention masks by cache column, not by position, so a model whose window is shorter
+    than the padded prefix plus suffix raises :class:`SuffixUnsupported` (callers run every position).
+    """
+
+    def __init__(self, lm: LoadedModel, seqs: Sequence[Sequence[int]], splits: Sequence[int]):
+        if len(seqs) != len(splits) or not seqs:
+            raise ValueError(f"SplitRows: {len(seqs)} sequences for {len(splits)} splits")
+        for i, (s, k) in enumerate(zip(seqs, splits)):
+            if not 0 <= k < len(s):
+                raise ValueError(f"SplitRows: row {i}: split {k} outside its {len(s)} tokens")
+        self.lm = lm
+        tok = lm.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        B = self.batch = len(seqs)
+        P = max(1, max(splits))
+        S = max(len(s) - k for s, k in zip(seqs, splits))
+        window = sliding_window(lm)
+        if window is not None and P + S >= window:
+            raise SuffixUnsupported(f"sliding window {window} <= padded prefix {P} + suffix {S}")
+        pre_ids = torch.full((B, P), pad, dtype=torch.long)
+        self.pre_mask = torch.zeros((B, P), dtype=torch.long)
+        self.suf_ids = torch.full((B, S), pad, dtype=torch.long)
+        self.suf_mask = torch.zeros((B, S), dtype=torch.long)
+        self.suf_pos = torch.zeros((B, S), dtype=torch.long)
+        for i, (s, k) in enumerate(zip(seqs, splits)):
+            s = torch.as_tensor(list(s), dtype=torch.long)
+            pre_ids[i, :k] = s[:k]
+            self.pre_mask[i, :k] = 1
+            self.suf_ids[i, : len(s) - k] = s[k:]
+            self.suf_mask[i, : len(s) - k] = 1
+            self.suf_pos[i] = torch.arange(k, k + S)
+        pre_run_mask = self.pre_mask.clone()
+        pre_run_mask[:, 0] = 1  # an empty prefix attends to a placeholder, never to nothing (no NaN)
+        pre_pos = torch.arange(P).expand(B, P)
+        dev = lm.device
+        with torch.no_grad():
+            _, self.cache = run_with_cache(lm, pre_ids.to(dev), pre_run_mask.to(dev), pre_pos.to(dev))
+        self._used = False
+
+    def run(self, traces: Sequence = ()) -> torch.Tensor:
+        """Final-norm outputs [B, S, d] of the suffix positions (hooks active meanwhile apply to them; the
+        ``j``-th suffix token of row ``i`` is position ``splits[i] + j``). Once per instance: the suffix pass
+        extends the prefix cache in place."""
+        if self._used:
+            raise RuntimeError("SplitRows.run: the prefix cache was consumed by an earlier run")
+        self._used = True
+        dev = self.lm.device
+        out, _ = run_with_cache(self.lm, self.suf_ids.to(dev), torch.cat([self.pre_mask, self.suf_mask], 1).to(dev),
+                                self.suf_pos.to(dev), cache=self.cache, traces=traces)
+        return out
+
+
 class SuffixRunner:
     """Replay the blocks after ``layer`` over the positions from each row's ``split`` on only.
 
     For an intervention on the output of block ``layer`` at position ``split[i]`` of row ``i`` (and
-    nowhere before it), the hidden states of positions before ``split[i]`` do not depend on it, at any
-    layer (causal attention). :meth:`capture` runs those positions once through the whole model into
-    the model's own key/value cache (prefix pass), then the remaining positions (suffix pass, with that
-    cache), recording the arguments each block after ``layer`` is called with, the suffix output of block
-    ``layer`` and the final-norm output. :meth:`run` feeds a modified suffix state of block ``layer``
-    through the recorded blocks, each call with a fresh copy of the prefix cache, and the final norm.
-
-    Rows are right-padded in both passes, with explicit position ids (position ``split[i] + j`` for the
-    ``j``-th suffix token), and the suffix pass's attention mask covers prefix and suffix, so each real
-    token attends to exactly the real tokens before it, as in one unpadded pass; nothing of the model's
-    code is copied. A row with an empty prefix (``split = 0``) gets a placeholder prefix column that is
-    visible only to itself in the prefix pass (finite values) and masked in the suffix pass.
+    nowhere before it), :meth:`capture` runs the rows split there (:class:`SplitRows`: the prefix once
+    into the model's own key/value cache, then the suffix with it), recording the arguments each block
+    after ``layer`` is called with, the suffix output of block ``layer`` and the final-norm output.
+    :meth:`run` feeds a modified suffix state of block ``layer`` through the recorded blocks, each call
+    with a fresh copy of the prefix cache, and the final norm.
 
     Outputs are indexed ``[row, j]`` with ``j = position - split[row]``; :meth:`select` keeps a subset of
-    the rows (a finished request leaves the batch) without running the model again.
-
-    Sliding-window attention masks by cache column, not by position, so a model with a sliding window
-    shorter than the padded prefix plus suffix raises :class:`SuffixUnsupported` (callers fall back to
-    :class:`TailRunner`); Gemma 3's window is 512 tokens, far above these prompts.
+    the rows (a finished request leaves the batch) without running the model again. A model with a
+    sliding window shorter than the padded prefix plus suffix raises :class:`SuffixUnsupported` (callers
+    fall back to :class:`TailRunner`); Gemma 3's window is 512 tokens, far above these prompts.
     """
 
     def __init__(self, lm: LoadedModel, layer: int):
@@ -254,50 +313,20 @@ class SuffixRunner:
     @torch.no_grad()
     def capture(self, seqs: Sequence[Sequence[int]], splits: Sequence[int]) -> torch.Tensor:
         lm, dev = self.lm, self.lm.device
-        if len(seqs) != len(splits) or not seqs:
-            raise ValueError(f"SuffixRunner.capture: {len(seqs)} sequences for {len(splits)} splits")
-        for i, (s, k) in enumerate(zip(seqs, splits)):
-            if not 0 <= k < len(s):
-                raise ValueError(f"SuffixRunner.capture: row {i}: split {k} outside its {len(s)} tokens")
-        tok = lm.tokenizer
-        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        B = len(seqs)
-        P = max(1, max(splits))
-        S = max(len(s) - k for s, k in zip(seqs, splits))
-        window = sliding_window(lm)
-        if window is not None and P + S >= window:
-            raise SuffixUnsupported(f"sliding window {window} <= padded prefix {P} + suffix {S}")
-        pre_ids = torch.full((B, P), pad, dtype=torch.long)
-        pre_mask = torch.zeros((B, P), dtype=torch.long)
-        suf_ids = torch.full((B, S), pad, dtype=torch.long)
-        suf_mask = torch.zeros((B, S), dtype=torch.long)
-        suf_pos = torch.zeros((B, S), dtype=torch.long)
-        for i, (s, k) in enumerate(zip(seqs, splits)):
-            s = torch.as_tensor(list(s), dtype=torch.long)
-            pre_ids[i, :k] = s[:k]
-            pre_mask[i, :k] = 1
-            suf_ids[i, : len(s) - k] = s[k:]
-            suf_mask[i, : len(s) - k] = 1
-            suf_pos[i] = torch.arange(k, k + S)
-        pre_run_mask = pre_mask.clone()
-        pre_run_mask[:, 0] = 1  # an empty prefix attends to a placeholder, never to nothing (no NaN)
-        pre_pos = torch.arange(P).expand(B, P)
-        _, cache = run_with_cache(lm, pre_ids.to(dev), pre_run_mask.to(dev), pre_pos.to(dev))
-        self.prefix_cache = copy.deepcopy(cache)
-
+        rows = SplitRows(lm, seqs, splits)
+        self.prefix_cache = copy.deepcopy(rows.cache)
         self.calls = []
         tl = Trace(lm.model, lm.name_of("layer", self.layer))
         with record_block_calls(self.blocks, self.calls):
-            final, _ = run_with_cache(lm, suf_ids.to(dev), torch.cat([pre_mask, suf_mask], 1).to(dev), suf_pos.to(dev),
-                                      cache=cache, traces=[tl])
+            final = rows.run(traces=[tl])
         if len(self.calls) != len(self.blocks):
             raise RuntimeError(f"SuffixRunner: recorded {len(self.calls)} block calls, expected {len(self.blocks)}")
-        self._live_cache = cache
+        self._live_cache = rows.cache
         out = tl.output
         self.h_layer = (out[0] if isinstance(out, tuple) else out).detach()
         self.final = final.detach()
-        self.suffix_lengths = suf_mask.sum(1).to(dev)
-        self.batch = B
+        self.suffix_lengths = rows.suf_mask.sum(1).to(dev)
+        self.batch = rows.batch
         return self.h_layer
 
     def select(self, rows: torch.Tensor) -> None:

@@ -97,7 +97,7 @@ from tqdm.auto import tqdm
 from .cache import cached, check_key, content_key, tensors_key
 from .corrections import APPLY_POSITIONS, FORMAT, HeadCorrections, _check_heads, select_heads  # noqa: F401 - re-exported (moved)
 from .data.records import EditCase
-from .forward import encode, hidden_at_final_norm
+from .forward import SplitRows, SuffixUnsupported, encode, hidden_at_final_norm
 from .hparams import HparamsError, check_types, load_hparams
 from .models import LoadedModel
 from .requests import Rows, context_templates, fill, request_of, tokenize_request
@@ -298,8 +298,33 @@ def correction_contexts(lm: LoadedModel, langs: Sequence[str], hp: MematHparams)
     return out
 
 
-def _loss_parts(lm: LoadedModel, corr: HeadCorrections, rows: TrainRows, hp: MematHparams) -> dict:
-    """Eq. 12 on one mini-batch: ``{"loss", "nll", "kl", "penalty"}`` (tensors) and ``head_norms`` [K]."""
+#: How :func:`train_corrections` runs a mini-batch: ``"split"`` (default) runs each row's positions before its
+#: corrected one once, without gradient, and the forward and backward pass only over the positions from the
+#: corrected one on (:class:`~memat.forward.SplitRows`); ``"full"`` runs every position (the reference).
+TRAIN_METHODS = ("split", "full")
+
+
+def _split_rows(lm: LoadedModel, rows: TrainRows, method: str) -> SplitRows | None:
+    """The mini-batch split at each row's corrected position, when ``method`` is ``"split"`` and that is
+    exact: nothing before a row's corrected position depends on the correction (the training hook adds it
+    there only), so only the positions the losses read, all at or after it, need gradients. None (run every
+    position) for ``"full"``, a loss read before the corrected position, or a sliding window shorter than
+    the rows."""
+    if method not in TRAIN_METHODS:
+        raise ValueError(f"method must be one of {TRAIN_METHODS}, got {method!r}")
+    if method == "full":
+        return None
+    if any(p < rows.positions[r] for r, p in zip(rows.tgt_row, rows.tgt_pos)):
+        return None
+    try:
+        return SplitRows(lm, rows.seqs, rows.positions)
+    except SuffixUnsupported:
+        return None
+
+
+def _loss_parts(lm: LoadedModel, corr: HeadCorrections, rows: TrainRows, hp: MematHparams, method: str = "split") -> dict:
+    """Eq. 12 on one mini-batch: ``{"loss", "nll", "kl", "penalty"}`` (tensors) and ``head_norms`` [K].
+    ``method``: :data:`TRAIN_METHODS` (the same values up to float rounding)."""
     dev = lm.device
     tok = lm.tokenizer
     n_rows, n_items = len(rows.seqs), len(rows.items)
@@ -313,13 +338,21 @@ def _loss_parts(lm: LoadedModel, corr: HeadCorrections, rows: TrainRows, hp: Mem
             hk = hidden_at_final_norm(lm, kb)
             ref = F.log_softmax(lm.logits(hk[torch.arange(len(rows.kl_rows), device=dev), kb.lengths - 1]).float(), -1)
 
-    batch = encode(tok, rows.seqs, dev)
     norms: dict = {}
-    with corr.hook_positions(lm, rows.positions, norms=norms):
-        h = hidden_at_final_norm(lm, batch)
+    split = _split_rows(lm, rows, method)
+    positions = torch.tensor(rows.positions, dtype=torch.long, device=dev)
+    if split is not None:  # h[r, j] is position positions[r] + j; the correction goes at j = 0
+        with corr.hook_positions(lm, torch.zeros(n_rows, dtype=torch.long), norms=norms):
+            h = split.run()
+        offset = positions
+    else:
+        batch = encode(tok, rows.seqs, dev)
+        with corr.hook_positions(lm, rows.positions, norms=norms):
+            h = hidden_at_final_norm(lm, batch)
+        offset = torch.zeros_like(positions)
 
     tgt_row = torch.tensor(rows.tgt_row, device=dev)
-    lp = F.log_softmax(lm.logits(h[tgt_row, torch.tensor(rows.tgt_pos, device=dev)]).float(), -1)
+    lp = F.log_softmax(lm.logits(h[tgt_row, torch.tensor(rows.tgt_pos, device=dev) - offset[tgt_row]]).float(), -1)
     tok_nll = -lp.gather(-1, torch.tensor(rows.tgt_id, device=dev)[:, None])[:, 0]
     ones = torch.ones_like(tok_nll)
     row_nll = torch.zeros(n_rows, device=dev).index_add(0, tgt_row, tok_nll)
@@ -331,7 +364,7 @@ def _loss_parts(lm: LoadedModel, corr: HeadCorrections, rows: TrainRows, hp: Mem
 
     if ref is not None:
         kl_rows = torch.tensor(rows.kl_rows, device=dev)
-        kl_pos = torch.tensor([rows.positions[i] for i in rows.kl_rows], device=dev)
+        kl_pos = positions[kl_rows] - offset[kl_rows]
         cur = F.log_softmax(lm.logits(h[kl_rows, kl_pos]).float(), -1)
         kl_row = (cur.exp() * (cur - ref)).sum(-1)  # KL(corrected || uncorrected edited)
         item_kl = torch.zeros(n_items, device=dev).index_add(0, item[kl_rows], kl_row)
@@ -358,11 +391,13 @@ def correction_loss(
     langs: Sequence[str] | None = None,
     delta=None,
     batch_size: int | None = None,
+    method: str = "split",
 ) -> dict:
     """Eq. 12 of ``corr`` on ``cases`` (no gradient), with the training hook (one position per row):
     ``{"loss", "nll", "kl", "penalty"}`` averaged over mini-batches of ``batch_size`` cases (default
     ``hp.batch_size``) weighted by their number of cases, and ``head_norms`` likewise.
-    ``langs`` defaults to ``corr.langs``; ``delta`` is applied meanwhile as in training."""
+    ``langs`` defaults to ``corr.langs``; ``delta`` is applied meanwhile as in training; ``method`` as in
+    :func:`train_corrections`."""
     langs = tuple(corr.langs if langs is None else ([langs] if isinstance(langs, str) else langs))
     cases = list(cases)
     bs = batch_size or hp.batch_size
@@ -375,7 +410,7 @@ def correction_loss(
             for s in range(0, len(cases), bs):
                 chunk = cases[s : s + bs]
                 rows = training_rows(lm, chunk, langs, contexts, hp.train_position)
-                parts = _loss_parts(lm, corr, rows, hp)
+                parts = _loss_parts(lm, corr, rows, hp, method)
                 w = len(chunk) / len(cases)
                 for key in tot:
                     tot[key] += float(parts[key]) * w
@@ -437,6 +472,7 @@ def train_corrections(
     progress: bool = False,
     contexts: Mapping[str, Sequence[str]] | None = None,
     init: HeadCorrections | torch.Tensor | None = None,
+    method: str = "split",
 ) -> tuple[HeadCorrections, dict]:
     """Learn one correction per head of ``heads`` by minimising eq. 12 (see the module docstring).
 
@@ -447,6 +483,10 @@ def train_corrections(
         langs: the languages whose rewrite and KL prompts are trained on.
         contexts: ``{lang: [template with "{}", ...]}`` to use instead of generated prefixes.
         init: warm start (vectors for the same heads); default zeros.
+        method: ``"split"`` (default) runs each row's positions before its corrected one once, without
+            gradient, and each step's forward and backward pass over the positions from it on only;
+            ``"full"`` runs every position (the reference). The same corrections up to float rounding
+            (tested), so the cache key (:func:`corrections_cache_key`) does not name the method.
 
     Returns:
         The corrections (float32, CPU) and a log: ``steps`` (one dict per optimiser step with the loss
@@ -517,7 +557,7 @@ def train_corrections(
                 hn = torch.zeros(K)
                 for mb in mbs:
                     rows = training_rows(lm, [cases[i] for i in mb], langs, contexts, hp.train_position)
-                    parts = _loss_parts(lm, corr, rows, hp)
+                    parts = _loss_parts(lm, corr, rows, hp, method)
                     (parts["loss"] / len(mbs)).backward()
                     for key in acc:
                         acc[key] += float(parts[key].detach()) / len(mbs)
