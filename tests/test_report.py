@@ -785,6 +785,27 @@ def test_memat_claims_stand_on_the_chosen_row_and_show_the_paper_row(tmp_path):
         next(s.title for s in SECTIONS if s.key == "memat")].split("Paired MEMAT")[0]
 
 
+def test_the_departure_between_the_main_and_the_paper_row_is_named_with_its_size():
+    from memat.report import _departure_lines
+
+    d = _split_memat(synthetic()["04_memat"], paper_delta=-6.0)
+    base = {"k": 16, "lr": 0.05, "clamp_norm_factor": None, "apply_positions": "all", "description": "x"}
+    d["hparams"] = {"memat": dict(base, apply_positions="last", description="y"), "memat_paper": base}
+    d["gains"] = [dict(r, mean=2.0) for r in d["paper_gains"]] + [dict(d["paper_gains"][0], setting="CE*", mean=50.0)]
+    text = "\n".join(_departure_lines(d))
+    # only apply_positions differs (the description is not a hyperparameter); NS is not a magnitude cell and
+    # the recycled CE* row has no paper counterpart: 4 cells, 2.0 against -6.0
+    assert '`apply_positions` ("last" against the paper\'s "all")' in text and "description" not in text
+    assert "over the 4 magnitude cells" in text and "2.0 points for the main row and -6.0" in text
+    assert "a difference of 8.0 points that comes from that choice alone" in text
+    d["hparams"]["memat"]["clamp_norm_factor"] = 0.75
+    assert "`apply_positions`" in (t := "\n".join(_departure_lines(d))) and "`clamp_norm_factor` (0.75" in t
+    assert "these choices alone" in t
+    d["hparams"]["memat"] = dict(base)
+    assert "no departure separates them" in "\n".join(_departure_lines(d))
+    assert _departure_lines({"hparams": {"memat": base}}) == []  # a results file without the paper's preset
+
+
 def test_k16_is_judged_on_test_cases_only(tmp_path):
     kw = dict(figures_dir=tmp_path, out_dir=tmp_path)
     data = synthetic()

@@ -927,6 +927,7 @@ def _build_memat(ctx: Context) -> list[str]:
         lines += [f"The paper's row, {(d.get('memat_rows') or {}).get('paper')} ({_paper_row_words(d)}), paired "
                   "MEMAT − MEMIT on the same test cases (mean ± 95% interval, points):", ""]
         lines += long_table(paper_rows, [("setting", "setting", None), ("lang", "lang", None)]) + [""]
+        lines += _departure_lines(d)
     mg = d.get("magnitude_gain")
     if mg:
         lines += ["Cross-lingual gains, as notebook 04 counts them (`memat.experiments.crosslingual_gain_verdict`: "
@@ -943,6 +944,41 @@ def _build_memat(ctx: Context) -> list[str]:
                 lines.append(f"- {label}: {listed or 'none'}")
         lines += [""]
     return lines
+
+
+def _departure_lines(d: Mapping) -> list[str]:
+    """Which departure separates the main row from the paper's: the MEMAT hyperparameters in which the two rows'
+    presets differ (``hparams.memat`` against ``hparams.memat_paper``), and the mean paired gain over MEMIT of
+    each row on the same magnitude cells (EM/PM/NM of the settings both rows report). Empty when the results
+    do not record both presets."""
+    hp = d.get("hparams") or {}
+    a, b = hp.get("memat"), hp.get("memat_paper")
+    if not isinstance(a, Mapping) or not isinstance(b, Mapping):
+        return []
+    ignore = {"description"}
+    differ = sorted(k for k in set(a) | set(b) if k not in ignore and a.get(k) != b.get(k))
+    names = d.get("memat_rows") or {}
+    magnitude = ("EM", "PM", "NM")
+
+    def cells(rows: Sequence[Mapping]) -> dict[tuple, float]:
+        return {(r["setting"], r["lang"], r["metric"]): float(r["mean"]) for r in rows or []
+                if r.get("metric") in magnitude and not str(r.get("setting", "")).endswith("*")}
+
+    main, paper = cells(d.get("gains")), cells(d.get("paper_gains"))
+    common = sorted(set(main) & set(paper))
+    if not differ:
+        return [f"The main row ({names.get('main')}) and the paper's row ({names.get('paper')}) use the same MEMAT "
+                "hyperparameters; no departure separates them.", ""]
+    listed = ", ".join(f"`{k}` ({json.dumps(a.get(k))} against the paper's {json.dumps(b.get(k))})" for k in differ)
+    line = (f"Which departure made the difference: the main row ({names.get('main')}) and the paper's row "
+            f"({names.get('paper')}) are trained and evaluated alike but for {listed}")
+    if common:
+        ma = sum(main[c] for c in common) / len(common)
+        pa = sum(paper[c] for c in common) / len(common)
+        line += (f"; over the {len(common)} magnitude cells (EM/PM/NM) both rows report, the mean paired gain over "
+                 f"MEMIT is {fmt(ma)} points for the main row and {fmt(pa)} for the paper's, a difference of "
+                 f"{fmt(ma - pa)} points that comes from {'that choice' if len(differ) == 1 else 'these choices'} alone")
+    return [line + ".", ""]
 
 
 def _paper_row_words(d: Mapping) -> str:
