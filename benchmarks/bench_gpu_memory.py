@@ -18,8 +18,11 @@ parameter count and the MEMIT weight's shape; the rest comes from the presets:
   the norm, q, k, v, the attention output and its projection input, the MLP input, 4h pre- and post-GELU),
   plus the attention probabilities (heads x context length), in the model's dtype; logits of the target
   positions in float32.
-* ``solve``: :func:`memat.memit.closed_form_update` in float64 on the keys' device: ``A = K K^T``, the layer's
-  ``C`` moved there, ``A + lam C``, the LU factors (4 x d_ff^2 x 8 bytes), the keys and residuals.
+* ``solve``: :func:`memat.memit.closed_form_update` in the preset's ``solve_dtype`` (float64) where its
+  ``solve_device`` says: ``A = K K^T``, the layer's ``C`` moved there, ``A + lam C``, the LU factors
+  (4 x d_ff^2 x 8 bytes), the keys and residuals. With ``solve_device: cpu`` (both presets) that is host
+  memory, and the device holds only the keys and residuals of the layer before they move
+  (``--solve-device model`` shows the other plan).
 * ``update``: the edit's float32 updates of all edited layers (kept while applied, added in float32 and cast
   once, :func:`memat.memit.add_in_float32`) and the cast sum of the largest weight.
 * ``MEMAT training``: backward through every block from the first corrected layer (``--first-head-layer``,
@@ -131,9 +134,19 @@ def plan(cfg, memit_hp, memat_hp, args) -> tuple[list[Phase], dict]:
                         f"({args.act_per_token} x {hidden:,} + {n_heads} x {T}) x {b} B, + KV cache, + float32 logits"))
 
     n = args.n_edits
-    solve = 4 * d_ff**2 * 8 + 2 * n * d_ff * 8 + n * hidden * 8
-    phases.append(Phase("solve (one layer)", solve,
-                        f"4 x d_ff^2 x 8 B (A, C, A + lam C, LU) + keys {n:,} x {d_ff:,} x 8 B x 2 + residuals"))
+    where = getattr(args, "solve_device", None) or memit_hp.solve_device
+    sb = BYTES[memit_hp.solve_dtype]
+    solve = 4 * d_ff**2 * sb + 2 * n * d_ff * sb + n * hidden * sb
+    solve_formula = (f"4 x d_ff^2 x {sb} B (A, C, A + lam C, LU; {memit_hp.solve_dtype}) + keys {n:,} x {d_ff:,} "
+                     f"x {sb} B x 2 + residuals")
+    if where == "model":
+        phases.append(Phase("solve (one layer)", solve, solve_formula))
+        host_solve = 0
+    else:  # the keys and residuals of one layer, in float32, before they move to the host
+        phases.append(Phase("solve (one layer, on the host)", n * (d_ff + hidden) * 4,
+                            f"keys {n:,} x {d_ff:,} + residuals {n:,} x {hidden:,}, float32, before the move; "
+                            f"on the host: {solve / GB:.2f} GB ({solve_formula})"))
+        host_solve = solve
 
     mrows = memat_hp.batch_size * (memat_hp.n_prefixes + 1) * 2  # prompts with prefixes, and their KL rows
     depth = n_layers - args.first_head_layer
@@ -151,7 +164,8 @@ def plan(cfg, memit_hp, memat_hp, args) -> tuple[list[Phase], dict]:
                        f"{len(layers)} float32 updates of {hidden:,} x {d_ff:,} + one float32 sum before the cast")
     host = args.languages * len(layers) * d_ff**2 * BYTES[memit_hp.mom2_dtype]
     info = dict(n_params=n_params, d_ff=d_ff, hidden=hidden, n_layers=n_layers, n_heads=n_heads, n_kv=n_kv,
-                head_dim=head_dim, vocab=vocab, host_stats=host, persistent=persistent)
+                head_dim=head_dim, vocab=vocab, host_stats=host, host_solve=host_solve, solve_device=where,
+                persistent=persistent)
     return phases, info
 
 
@@ -166,7 +180,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="falcon-7b", help="falcon-7b (built from transformers' defaults), or a memat model name/path")
     ap.add_argument("--config", help="a config.json (or a folder with one) instead of --model")
-    ap.add_argument("--dtype", default="bfloat16", choices=sorted(BYTES))
+    ap.add_argument("--dtype", default="float32", choices=sorted(BYTES),
+                    help="the weights' dtype (default float32: paper.yaml's DTYPE, as the authors ran Aguila-7B)")
     ap.add_argument("--memit-hparams", default="aguila-7b")
     ap.add_argument("--memat-hparams", default="aguila-7b")
     ap.add_argument("--n-edits", type=int, default=1000)
@@ -177,6 +192,7 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-batch", type=int, default=64)
     ap.add_argument("--languages", type=int, default=3, help="statistics sets held in host memory (notebook 04: ca, en, their mean)")
     ap.add_argument("--card-gb", type=float, default=80.0)
+    ap.add_argument("--solve-device", choices=["cpu", "model"], help="override the MEMIT preset's solve_device")
     args = ap.parse_args(argv)
 
     from memat.hparams import load_hparams
@@ -197,7 +213,8 @@ def main(argv=None) -> int:
     print(f"\npeak on the device: {peak / GB:.1f} GB (weights + applied update + {worst}); "
           f"{'fits' if peak <= args.card_gb * GB else 'does NOT fit'} one {args.card_gb:g} GB card")
     print(f"host memory for key statistics: {info['host_stats'] / GB:.1f} GB ({args.languages} sets, "
-          f"{load_hparams(args.memit_hparams).mom2_dtype})")
+          f"{load_hparams(args.memit_hparams).mom2_dtype})"
+          + (f", and {info['host_solve'] / GB:.1f} GB for one layer's solve (solve_device: cpu)" if info["host_solve"] else ""))
     print("an analytic plan, not a measurement: nothing here ran on a GPU", file=sys.stderr)
     return 0
 

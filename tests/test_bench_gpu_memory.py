@@ -35,10 +35,16 @@ def test_falcon_7b_plan_from_shapes_alone(bench, capsys):
     by = {p.name: p.device_bytes for p in phases}
     assert by["weights"] == 6_921_720_704 * 2
     assert by["key statistics"] >= 5 * 18176**2 * 8  # five float64 accumulators on the device
-    assert by["solve (one layer)"] >= 4 * 18176**2 * 8
+    # the presets solve on the host: one layer's keys and residuals on the device, the LU's 4 x d_ff^2 float64 there
+    assert by["solve (one layer, on the host)"] == 1000 * (18176 + 4544) * 4
+    assert info["host_solve"] >= 4 * 18176**2 * 8 and info["solve_device"] == "cpu"
+    args.solve_device = "model"
+    by_model = {p.name: p.device_bytes for p in bench.plan(bench.falcon_7b_config(), load_hparams("aguila-7b"),
+                                                           load_memat_hparams("aguila-7b"), args)[0]}
+    assert by_model["solve (one layer)"] == info["host_solve"]
     assert info["host_stats"] == 3 * 5 * 18176**2 * 4  # three float32 sets on the host
     assert bench.main(["--card-gb", "80"]) == 0
     out = capsys.readouterr().out
-    assert "fits one 80 GB card" in out and "6.92 B parameters" in out
+    assert "fits one 80 GB card" in out and "6.92 B parameters" in out and "for one layer's solve (solve_device: cpu)" in out
     bench.main(["--card-gb", "20"])
     assert "does NOT fit one 20 GB card" in capsys.readouterr().out

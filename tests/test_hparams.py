@@ -63,6 +63,8 @@ def test_yaml11_exponent_without_dot_is_reported(tmp_path):
     [
         ("layers: [1, 2]\nv_lrr: 0.5\n", ["unknown field", "v_lrr", "v_lr"]),
         ("layers: [1, 2]\nfact_token: subject_first\n", ["'fact_token'", "subject_first", "subject_last"]),
+        ("layers: [1, 2]\nsolve_device: cuda\n", ["'solve_device'", "cuda", "model"]),
+        ("layers: [1, 2]\nsolve_dtype: bfloat16\n", ["'solve_dtype'", "bfloat16", "float64"]),
         ("layers: [1, 2]\nmom2_dtype: float16\n", ["'mom2_dtype'", "float16", "float32"]),
         ("layers: [3, 2]\n", ["'layers'", "strictly increasing", "[3, 2]"]),
         ("layers: [2, 2]\n", ["'layers'", "strictly increasing"]),

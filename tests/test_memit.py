@@ -138,6 +138,50 @@ def test_update_formula_single_layer(family):
     torch.testing.assert_close(change, by_hand @ t0[name].input[0, idx].double(), rtol=1e-3, atol=1e-5)
 
 
+def test_the_solve_runs_where_and_in_the_precision_the_hparams_say(monkeypatch):
+    """``solve_device``/``solve_dtype``: the solve reads its matrices in that dtype on that device (spied on
+    torch.linalg.solve), float32 stays close to the float64 update by hand, and an edit at the defaults keeps
+    the cache key it had before the fields existed."""
+    lm = make_tiny_model("llama")
+    layer, lam = 1, 3.0
+    C = _spd(lm.mlp_out_weight(layer).shape[1], seed=5)
+    keys, cur = _hand_keys_and_states(lm, REQS, layer, layer, CONTEXTS)
+    g = torch.Generator().manual_seed(2)
+    zs = (cur + torch.randn(cur.shape, generator=g, dtype=torch.float64)).float()
+    K, R = keys.T, (zs.double() - cur).T
+    by_hand = R @ K.T @ torch.linalg.inv(lam * C.double() + K @ K.T)
+    wname = lm.name_of("mlp_out", layer) + ".weight"
+    seen, real = [], torch.linalg.solve
+    monkeypatch.setattr(torch.linalg, "solve", lambda A, B: seen.append((A.device.type, A.dtype, B.dtype)) or real(A, B))
+    got = {}
+    for dtype in ("float64", "float32"):
+        hp = _hp([layer], mom2_update_weight=lam, solve_dtype=dtype)
+        d = compute_memit(lm, REQS, hp, stats={layer: C}, contexts=CONTEXTS, progress=False, targets=(zs, []))
+        got[dtype] = d.deltas[wname] if lm.spec.weight_layout == "out_in" else d.deltas[wname].T
+        assert seen[-1] == ("cpu", getattr(torch, dtype), getattr(torch, dtype)) and got[dtype].dtype == torch.float32
+    scale = float(by_hand.abs().max())
+    torch.testing.assert_close(got["float64"].double(), by_hand, rtol=1e-4, atol=1e-5 * scale)
+    torch.testing.assert_close(got["float32"].double(), by_hand, rtol=1e-2, atol=1e-3 * scale)
+    assert not torch.equal(got["float32"], got["float64"])  # the float32 solve did run in float32
+
+    # placement: the host, or the device of the model's first parameter
+    fake = type("FakeLM", (), {"device": torch.device("meta")})()
+    assert memit_mod.solve_placement(fake, _hp([1])) == (torch.device("cpu"), torch.float64)
+    assert memit_mod.solve_placement(fake, _hp([1], solve_device="model", solve_dtype="float32")) == (
+        torch.device("meta"), torch.float32)
+
+    # the defaults leave an edit's key as it was; another placement or precision is another edit
+    hp = _hp([1, 2])
+    key = lambda h: memit_mod.memit_cache_key(lm, REQS, h, "en")
+    k0 = key(hp)
+    assert key(dataclasses.replace(hp, solve_dtype="float32")) != k0
+    assert key(dataclasses.replace(hp, solve_device="model")) != k0
+    fields = {"solve_device", "solve_dtype"}
+    monkeypatch.setattr(MemitHparams, "to_dict", lambda self: {k: v for k, v in dataclasses.asdict(self).items()
+                                                               if k not in fields})
+    assert key(hp) == k0
+
+
 @pytest.mark.parametrize("family", ["llama", "falcon"])
 def test_multilayer_update_reaches_targets(family):
     """With one context, a vanishing lambda and C = I, the last layer's update realises the remaining residual

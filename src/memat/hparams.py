@@ -118,6 +118,12 @@ class MemitHparams:
     mom2_n_samples: int = 10000
     mom2_max_len: int = 128
     mom2_dtype: Literal["float32", "float64"] = "float32"
+    # where the closed-form solve (memat.memit.closed_form_update) runs and in what precision: "cpu" moves one
+    # layer's keys, residuals and E[k k^T] to the host (the statistics are stored there: d_ff^2 per layer, 2.6 GB
+    # in float64 for Falcon-7B) and keeps the solve off the accelerator; "model" solves on the model's device.
+    # The update is added to the weights in float32 and cast once, whatever these are.
+    solve_device: Literal["cpu", "model"] = "cpu"
+    solve_dtype: Literal["float64", "float32"] = "float64"
     # random-prefix context templates: [[n_tokens, count], ...]; "{}" alone is always included
     context_templates: list[list[int]] = field(default_factory=lambda: [[10, 5]])
     batch_size: int = 32

@@ -381,26 +381,39 @@ def _through_post_norm(m: torch.Tensor, resid: torch.Tensor, g: torch.Tensor) ->
     return (s * v - m64).to(m.dtype)
 
 
-def closed_form_update(keys: torch.Tensor, target: torch.Tensor, C: torch.Tensor | None, lam: float) -> torch.Tensor:
-    """MEMIT's update ``R K^T (lam C + K K^T)^{-1}`` in float64, as [d_out, d_in].
+def closed_form_update(keys: torch.Tensor, target: torch.Tensor, C: torch.Tensor | None, lam: float,
+                       device: torch.device | str | None = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """MEMIT's update ``R K^T (lam C + K K^T)^{-1}`` as [d_out, d_in], computed in ``dtype`` (float64 by
+    default) on ``device`` (default: the keys' device), where the result stays.
 
     ``keys`` [n, m] and ``target`` (the residuals R) [n, d] hold one row per edit; ``C`` is E[k k^T]
-    [m, m], or ``None`` for the identity.
+    [m, m], or ``None`` for the identity. Only this layer's matrices are moved to ``device``.
     """
-    K = keys.double().T  # [m, n]
-    R = target.double().T  # [d, n]
+    dev = keys.device if device is None else torch.device(device)
+    K = keys.to(dev, dtype).T  # [m, n]
+    R = target.to(dev, dtype).T  # [d, n]
     A = K @ K.T
-    C = torch.eye(A.shape[0], dtype=A.dtype, device=A.device) if C is None else C.to(A.device).double()
+    C = torch.eye(A.shape[0], dtype=A.dtype, device=A.device) if C is None else C.to(dev, dtype)
     adj_k = torch.linalg.solve(A + lam * C, K)
     return R @ adj_k.T
 
 
+def solve_placement(lm: LoadedModel, hp: MemitHparams) -> tuple[torch.device, torch.dtype]:
+    """Where and in what precision ``hp`` asks the closed-form solve to run (``solve_device``,
+    ``solve_dtype``): the CPU or the device of the model's first parameter."""
+    dev = torch.device("cpu") if hp.solve_device == "cpu" else lm.device
+    return dev, getattr(torch, hp.solve_dtype)
+
+
 def layer_update(lm: LoadedModel, layer: int, keys: torch.Tensor, resid: torch.Tensor, C: torch.Tensor | None,
-                 lam: float) -> torch.Tensor:
+                 lam: float, solve_device: torch.device | str | None = None,
+                 solve_dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """The update of ``layer``'s MLP output weight that adds ``resid`` [n, d] to the layer's output at
     ``keys`` [n, m] (for Gemma 2/3 through the post-MLP RMS norm, to the nearest reachable point), in the
     parameter's own layout, in float32 whatever the model's dtype: it is added to the weights in float32 and
-    the sum cast once (:func:`add_in_float32`), so a bfloat16 model does not round the update before adding."""
+    the sum cast once (:func:`add_in_float32`), so a bfloat16 model does not round the update before adding.
+    The solve runs on ``solve_device`` (default: the keys' device) in ``solve_dtype``, and the update is
+    returned there."""
     W = lm.mlp_out_weight(layer)  # [d_out, d_in] view
     if lm.spec.post_mlp_norm is not None:
         g = _rms_gain(lm.module("post_mlp_norm", layer), W.shape[0], lm.device, lm.dtype)
@@ -411,7 +424,7 @@ def layer_update(lm: LoadedModel, layer: int, keys: torch.Tensor, resid: torch.T
         target = _through_post_norm(m, resid, g)
     else:
         target = resid
-    upd = closed_form_update(keys, target, C, lam).to(torch.float32)  # [d_out, d_in]
+    upd = closed_form_update(keys, target, C, lam, solve_device, solve_dtype).to(torch.float32)  # [d_out, d_in]
     return upd if lm.spec.weight_layout == "out_in" else upd.T
 
 
@@ -524,6 +537,7 @@ def write_layers(
     backup = {l: params[wnames[l]].detach().clone() for l in hp.layers}
     deltas: dict[str, torch.Tensor] = {}
     layer_log = []
+    placement = solve_placement(lm, hp)
     try:
         for i, layer in enumerate(tqdm(hp.layers, desc=desc, disable=not progress, leave=False)):
             keys, cur = _keys_and_states(lm, requests, layer, z_layer, contexts, hp.batch_size, tokens=tokens)
@@ -531,7 +545,7 @@ def write_layers(
             # lambda E[k k^T]; without statistics the identity (ROME's mom2_adjustment=False): K K^T alone is
             # singular whenever there are fewer edits than key dimensions
             upd = layer_update(lm, layer, keys, resid, stats[layer] if hp.mom2_adjustment else None,
-                               hp.mom2_update_weight)
+                               hp.mom2_update_weight, *placement)
             with torch.no_grad():
                 add_in_float32(params[wnames[layer]], upd)
             deltas[wnames[layer]] = upd.detach().cpu()
@@ -687,6 +701,9 @@ def stats_key(stats: dict[int, torch.Tensor] | None) -> str:
 #: Hyperparameters an edit computed from given statistics does not read: how the statistics were made (they
 #: enter the key through ``stats_key``; ``mom2_corpus`` may be a file path) and the free-text description.
 _NOT_IN_EDIT_KEY = ("mom2_corpus", "mom2_n_samples", "mom2_max_len", "mom2_dtype", "description")
+#: Hyperparameters that enter an edit's key only when they differ from these defaults, so that the keys of
+#: edits made before they existed (solved where the keys were, in float64; on a CPU that is the same) hold.
+_IN_EDIT_KEY_UNLESS = {"solve_device": "cpu", "solve_dtype": "float64"}
 
 
 def memit_cache_key(
@@ -706,7 +723,8 @@ def memit_cache_key(
         "model": model_fingerprints(lm, [top])[top],
         "device": lm.device.type,
         "dtype": str(lm.dtype),
-        "hparams": {k: v for k, v in hp.to_dict().items() if k not in _NOT_IN_EDIT_KEY},
+        "hparams": {k: v for k, v in hp.to_dict().items()
+                    if k not in _NOT_IN_EDIT_KEY and not (k in _IN_EDIT_KEY_UNLESS and v == _IN_EDIT_KEY_UNLESS[k])},
         "requests": [[q.prompt, q.subject, q.target_new, list(q.kl_prompts)] for q in requests],
         "lang": lang,
         "context_seed": context_seed,
