@@ -13,7 +13,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 APT_PACKAGES := apertium apertium-eng-cat
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system python data model reproduce plan report test test-fast notebooks bench clean-runs
+.PHONY: setup system python data model reproduce plan report test test-fast dry-run notebooks bench clean-runs
 
 ## system: Apertium eng-cat from Debian's packages (skipped when already installed)
 system:
@@ -55,7 +55,11 @@ report:
 
 ## test: unit tests, integration tests on the embedded model, and nbval over the notebooks
 test:
-	$(PYTHON) -m pytest tests notebooks --nbval --nbval-sanitize-with .nbval-sanitize.cfg --nbval-cell-timeout 3000 --durations=30
+	$(PYTHON) -m pytest tests notebooks --nbval --nbval-sanitize-with .nbval-sanitize.cfg --nbval-cell-timeout 3000 --durations=30 -m "not dryrun"
+
+## dry-run: every notebook of configs/reproduce/paper.yaml on a tiny random Falcon, under build/dry-run/ (about 5 min)
+dry-run:
+	$(PYTHON) -m pytest tests/test_dry_run.py -m dryrun
 
 ## test-fast: unit tests on tiny models only
 test-fast:

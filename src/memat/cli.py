@@ -160,6 +160,23 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- memat reproduce
+def _add_reproduce(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """``memat reproduce`` (:func:`memat.reproduce.add_subcommand`), its ``--dry-run-model`` served by
+    :mod:`memat.dryrun` (which imports memat.reproduce, so the runner cannot import it back)."""
+    reproduce.add_subcommand(sub)
+    sub.choices["reproduce"].set_defaults(func=_cmd_reproduce)
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    derive = None
+    if getattr(args, "dry_run_model", None):
+        from .dryrun import derive_from_args
+
+        derive = derive_from_args(args)
+    return reproduce.run_command(args, derive=derive)
+
+
 # --------------------------------------------------------------------------- entry point
 #: Subcommand name -> function adding its parser (and ``func`` default) to the subparsers.
 SUBCOMMANDS: dict[str, AddParser] = {
@@ -167,7 +184,7 @@ SUBCOMMANDS: dict[str, AddParser] = {
     "model": _add_model,
     "build": _add_build,
     "report": report.add_subcommand,
-    "reproduce": reproduce.add_subcommand,
+    "reproduce": _add_reproduce,
 }
 
 

@@ -51,7 +51,10 @@ def figures_dir() -> Path:
 
 
 def results_dir() -> Path:
-    d = project_root() / "results"
+    """``<project>/results``, or ``$MEMAT_RESULTS_DIR`` (relative to the project root) when set: the reproduce
+    runner sets it from its config (a dry run, :mod:`memat.dryrun`, writes under ``build/dry-run/``)."""
+    env = os.environ.get("MEMAT_RESULTS_DIR")
+    d = project_root() / env if env else project_root() / "results"
     d.mkdir(parents=True, exist_ok=True)
     return d
 

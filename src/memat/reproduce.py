@@ -9,6 +9,8 @@ scale on a GPU) lists the notebooks in run order with the parameters to pass::
     kernel: python3                 # Jupyter kernel name
     figures_dir: figures            # where the notebooks save figures ($MEMAT_FIGURES_DIR while they run);
                                     # cpu-full.yaml: figures/full, beside the CI figures
+    results_dir: results            # where they write and read results ($MEMAT_RESULTS_DIR while they run);
+                                    # a dry run (memat.dryrun): build/dry-run/<config>/results
     report: {out: paper.md, suffix: ""}   # the report rebuilt at the end; `report: false` skips it. A
                                           # report of suffix `_full` (configs/reproduce/cpu-full.yaml, a
                                           # larger run of the CPU defaults) is followed by paper.md, which
@@ -98,7 +100,7 @@ PLANNED: dict[str, tuple[str, ...]] = {
 
 #: Files of the package hash that do not change what a notebook computes (paths relative to the root).
 PACKAGE_EXCLUDE: tuple[str, ...] = ("configs/reproduce/*", "src/memat/reproduce.py", "src/memat/report.py",
-                                    "src/memat/cli.py", "src/memat/published.py")
+                                    "src/memat/cli.py", "src/memat/published.py", "src/memat/dryrun.py")
 
 #: The default report (``memat report``), which shows ``results/<name>_full.json`` beside ``results/<name>.json``.
 DEFAULT_REPORT = "paper.md"
@@ -141,6 +143,9 @@ class ReproduceConfig:
     report: dict | None = field(default_factory=lambda: {"out": "paper.md", "suffix": ""})
     #: where the notebooks write their figures (``$MEMAT_FIGURES_DIR`` while they run), relative to the root
     figures_dir: str = "figures"
+    #: where the notebooks write and read their results files (``$MEMAT_RESULTS_DIR`` while they run),
+    #: relative to the root: ``results`` but for a dry run (:mod:`memat.dryrun`), whose files are no results
+    results_dir_name: str = "results"
 
     @property
     def notebooks_dir(self) -> Path:
@@ -148,7 +153,7 @@ class ReproduceConfig:
 
     @property
     def results_dir(self) -> Path:
-        return self.root / "results"
+        return self.root / self.results_dir_name
 
     @property
     def runs(self) -> Path:
@@ -162,7 +167,7 @@ class ReproduceConfig:
         return self.notebooks_dir / f"{name}.ipynb"
 
 
-_TOP_KEYS = {"description", "runs_dir", "kernel", "report", "notebooks", "figures_dir"}
+_TOP_KEYS = {"description", "runs_dir", "kernel", "report", "notebooks", "figures_dir", "results_dir"}
 _NB_KEYS = {"name", "parameters", "inputs"}
 
 
@@ -216,12 +221,14 @@ def load_config(source: str | Path | Mapping, root: str | Path | None = None) ->
         report = {"out": report.get("out", "paper.md"), "suffix": report.get("suffix", "") or ""}
     return ReproduceConfig(notebooks=specs, root=root, source=where, description=str(data.get("description", "")),
                            runs_dir=str(data.get("runs_dir", "runs")), kernel=str(data.get("kernel", "python3")),
-                           report=report, figures_dir=_relative_dir(data.get("figures_dir", "figures"), where))
+                           report=report, figures_dir=_relative_dir(data.get("figures_dir", "figures"), where),
+                           results_dir_name=_relative_dir(data.get("results_dir", "results"), where, "results_dir"))
 
 
-def _relative_dir(value: Any, where: str) -> str:
+def _relative_dir(value: Any, where: str, key: str = "figures_dir") -> str:
     if not isinstance(value, str) or not value.strip() or Path(value).is_absolute() or ".." in Path(value).parts:
-        raise ConfigError(f"{where}: 'figures_dir' must be a folder inside the project (e.g. figures/full), got {value!r}")
+        raise ConfigError(f"{where}: '{key}' must be a folder inside the project (e.g. {key.split('_')[0]}/full), "
+                          f"got {value!r}")
     return Path(value).as_posix()
 
 
@@ -417,7 +424,7 @@ def plan(config: ReproduceConfig, *, force: bool = False, only: Sequence[str] | 
     results_of: dict[str, list[str]] = {}
     for i, spec in enumerate(config.notebooks):
         nb_path = config.notebook_path(spec.name)
-        results = [f"results/{_results_name(spec, defaults[spec.name])}.json"]
+        results = [f"{config.results_dir_name}/{_results_name(spec, defaults[spec.name])}.json"]
         results_of[spec.name] = results
         if spec.inputs is None:
             inputs = [r for s in config.notebooks[:i] for r in results_of[s.name]]
@@ -462,7 +469,8 @@ def format_plan(items: Sequence[PlanItem], config: ReproduceConfig | None = None
         why = "; ".join(it.reasons + it.notes)
         lines.append(f"  {action:<4}  {it.name:<{width}}  {why}")
     if config and config.report:
-        lines.append(f"  then  {config.report['out']} from results/*{config.report['suffix']}.json (memat report)")
+        lines.append(f"  then  {config.report['out']} from {config.results_dir_name}/*{config.report['suffix']}.json "
+                     "(memat report)")
         if _also_default_report(config.report):
             lines.append(f"  then  {DEFAULT_REPORT} from results/*.json, the {config.report['suffix']} results beside "
                          "the defaults (memat report)")
@@ -515,17 +523,20 @@ def needs_apertium(config: ReproduceConfig, items: Sequence[PlanItem] | None = N
 
 
 @contextlib.contextmanager
-def _figures_env(figures_dir: str):
-    """``$MEMAT_FIGURES_DIR`` for the notebook's kernel (it inherits the environment), restored afterwards."""
-    old = os.environ.get("MEMAT_FIGURES_DIR")
-    os.environ["MEMAT_FIGURES_DIR"] = figures_dir
+def _figures_env(figures_dir: str, results_dir: str = "results"):
+    """``$MEMAT_FIGURES_DIR`` and ``$MEMAT_RESULTS_DIR`` for the notebook's kernel (it inherits the
+    environment), restored afterwards."""
+    new = {"MEMAT_FIGURES_DIR": figures_dir, "MEMAT_RESULTS_DIR": results_dir}
+    old = {k: os.environ.get(k) for k in new}
+    os.environ.update(new)
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop("MEMAT_FIGURES_DIR", None)
-        else:
-            os.environ["MEMAT_FIGURES_DIR"] = old
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _failure_reason(exc: BaseException) -> str:
@@ -566,7 +577,7 @@ def reproduce(config: ReproduceConfig, *, force: bool = False, only: Sequence[st
         t0 = time.perf_counter()
         _stamp_path(config, item.name).unlink(missing_ok=True)  # the stamp means "this version succeeded"
         try:
-            with _figures_env(config.figures_dir):
+            with _figures_env(config.figures_dir, config.results_dir_name):
                 executor(item.notebook, item.output, item.parameters, config.notebooks_dir, config.kernel)
         except Exception as exc:  # any failure of the notebook stops the run
             raise NotebookFailed(item.name, item.output, _failure_reason(exc)) from exc
@@ -620,16 +631,27 @@ def add_subcommand(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     p.add_argument("--no-report", action="store_true", help="do not rebuild the report at the end")
     p.add_argument("--verbose", action="store_true",
                    help="stream each notebook's output while it runs (papermill's log_output; make reproduce VERBOSE=1)")
+    p.add_argument("--dry-run-model", metavar="MODEL", default=None,
+                   help="run every notebook of the config on a tiny random model (tiny-falcon: Aguila-7B's architecture; "
+                        "or a model path) with the sizes of --dry-run-spec; everything under build/dry-run/ (memat.dryrun)")
+    p.add_argument("--dry-run-spec", default=None, metavar="YAML",
+                   help="the dry run's override: tiny model, sizes, preset fields, renames (default: configs/reproduce/dry-run.yaml)")
     p.add_argument("--needs-apertium", action="store_true",
                    help="run nothing; exit 0 if a notebook that will run translates with Apertium, 1 if none does "
                         "(make reproduce installs the Debian packages only then)")
     p.set_defaults(func=run_command)
 
 
-def run_command(args: argparse.Namespace) -> int:
-    """The handler of ``memat reproduce``: run it with the parsed ``args``; the exit code."""
+def run_command(args: argparse.Namespace, derive: Callable[[ReproduceConfig], ReproduceConfig] | None = None) -> int:
+    """The handler of ``memat reproduce``: run it with the parsed ``args``; the exit code. ``derive`` turns the
+    loaded config into the one to run (``memat.cli`` passes the dry run's, :mod:`memat.dryrun`, which imports
+    this module); without it, ``--dry-run-model`` is refused."""
     try:
         config = load_config(args.config)
+        if getattr(args, "dry_run_model", None):
+            if derive is None:
+                raise ConfigError("--dry-run-model: run it as `memat reproduce` (memat.cli), not `python -m memat.reproduce`")
+            config = derive(config)
         if getattr(args, "needs_apertium", False):
             needed = needs_apertium(config, plan(config, force=args.force, only=args.only))
             print(f"apertium: {'needed' if needed else 'not needed'} by {args.config}")
