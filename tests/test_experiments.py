@@ -211,3 +211,22 @@ def test_memat_choice_takes_the_given_value_then_notebook_04s_then_the_presets()
         memat_choice(None, 0, None, preset)
     with pytest.raises(ValueError, match="no k"):
         memat_choice(None)
+
+
+def test_atomic_dir_replaces_a_folder_whole_or_not_at_all(tmp_path):
+    from memat.io import atomic_dir
+
+    dest = tmp_path / "ckpt"
+    with atomic_dir(dest) as tmp:
+        (tmp / "a.bin").write_bytes(b"1")
+        assert not dest.exists()  # nothing at the destination until the block ends
+    assert sorted(p.name for p in dest.iterdir()) == ["a.bin"]
+    with pytest.raises(RuntimeError):
+        with atomic_dir(dest) as tmp:
+            (tmp / "b.bin").write_bytes(b"2")
+            raise RuntimeError("conversion failed")
+    assert sorted(p.name for p in dest.iterdir()) == ["a.bin"]  # the old folder stands
+    with atomic_dir(dest) as tmp:
+        (tmp / "c.bin").write_bytes(b"3")
+    assert sorted(p.name for p in dest.iterdir()) == ["c.bin"]  # replaced whole, not merged
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no temporary folder left

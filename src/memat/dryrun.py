@@ -29,16 +29,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import yaml
 
-from .reproduce import ConfigError, NotebookSpec, ReproduceConfig, _defaults
+from .io import atomic_dir
+from .reproduce import ConfigError, NotebookSpec, ReproduceConfig, _defaults, read_mapping
 
 __all__ = ["DryRunSpec", "DRY_RUN_SPEC", "TINY_ARCHITECTURES", "load_dry_run_spec", "tiny_model", "dry_run_config"]
 
@@ -71,20 +69,8 @@ class DryRunSpec:
 def load_dry_run_spec(source: str | Path | Mapping, root: Path) -> DryRunSpec:
     """The override from a YAML path (relative to ``root`` if not found as given) or a mapping; its structure
     is checked here (the message names the file and key)."""
-    if isinstance(source, Mapping):
-        data, where = dict(source), "dry-run spec"
-    else:
-        path = Path(source)
-        if not path.is_absolute() and not path.exists():
-            path = root / path
-        if not path.exists():
-            raise ConfigError(f"no dry-run spec {source}")
-        data, where = yaml.safe_load(path.read_text(encoding="utf-8")) or {}, str(source)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping with 'model', 'parameters', 'hparams', 'rename'")
-    unknown = sorted(set(data) - _SPEC_KEYS)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(_SPEC_KEYS)}")
+    data, where = read_mapping(source, root, "dry-run spec", _SPEC_KEYS,
+                               "a mapping with 'model', 'parameters', 'hparams', 'rename'")
     model = data.get("model")
     if not isinstance(model, dict) or model.get("arch") not in TINY_ARCHITECTURES:
         raise ConfigError(f"{where}: 'model' must be a mapping with 'arch' one of {sorted(TINY_ARCHITECTURES)}, "
@@ -141,17 +127,9 @@ def tiny_model(model: Mapping[str, Any], refresh: bool = False) -> Path:
     cfg = _tiny_config(model, tokenizer)
     torch.manual_seed(0)
     net = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         net.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

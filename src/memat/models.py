@@ -12,9 +12,6 @@ raises :class:`UnsupportedArchitecture` naming the supported ones and how to add
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -23,6 +20,7 @@ import torch
 
 from .devices import default_device  # noqa: F401 - memat.models.default_device, as before
 from .hooks import TraceDict
+from .io import atomic_dir
 from .paths import cache_dir  # re-exported: memat.models.cache_dir is imported by tests and older code
 
 __all__ = [
@@ -275,9 +273,7 @@ def embedded_checkpoint(refresh: bool = False) -> Path:
     if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists() and not refresh:
         return target
     gguf = pkg.assemble()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
         # the weights are de-quantised float32 now; drop the GGUF quantiser so they can be saved
@@ -286,12 +282,6 @@ def embedded_checkpoint(refresh: bool = False) -> Path:
             del model.config.quantization_config
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

@@ -175,20 +175,7 @@ def load_config(source: str | Path | Mapping, root: str | Path | None = None) ->
     """A config from a YAML path or a mapping; its structure is checked here, the notebooks and their
     parameters by :func:`plan`."""
     root = Path(root) if root is not None else project_root()
-    if isinstance(source, Mapping):
-        data, where = dict(source), "reproduce config"
-    else:
-        path = Path(source)
-        if not path.is_absolute() and not path.exists():
-            path = root / path
-        if not path.exists():
-            raise ConfigError(f"no reproduce config {source}")
-        data, where = yaml.safe_load(path.read_text(encoding="utf-8")) or {}, str(source)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping with a 'notebooks' list")
-    unknown = sorted(set(data) - _TOP_KEYS)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(_TOP_KEYS)}")
+    data, where = read_mapping(source, root, "reproduce config", _TOP_KEYS, "a mapping with a 'notebooks' list")
     items = data.get("notebooks")
     if not isinstance(items, list) or not items:
         raise ConfigError(f"{where}: 'notebooks' must be a non-empty list")
@@ -223,6 +210,27 @@ def load_config(source: str | Path | Mapping, root: str | Path | None = None) ->
                            runs_dir=str(data.get("runs_dir", "runs")), kernel=str(data.get("kernel", "python3")),
                            report=report, figures_dir=_relative_dir(data.get("figures_dir", "figures"), where),
                            results_dir_name=_relative_dir(data.get("results_dir", "results"), where, "results_dir"))
+
+
+def read_mapping(source: str | Path | Mapping, root: Path, kind: str, keys: set[str], expected: str
+                 ) -> tuple[dict, str]:
+    """``(data, where)`` of a YAML file (a path as given, else relative to ``root``) or a mapping, whose top
+    keys must be among ``keys``; :class:`ConfigError` naming the file (``kind`` for a mapping) otherwise."""
+    if isinstance(source, Mapping):
+        data, where = dict(source), kind
+    else:
+        path = Path(source)
+        if not path.is_absolute() and not path.exists():
+            path = root / path
+        if not path.exists():
+            raise ConfigError(f"no {kind} {source}")
+        data, where = yaml.safe_load(path.read_text(encoding="utf-8")) or {}, str(source)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected {expected}")
+    unknown = sorted(set(data) - keys)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(keys)}")
+    return data, where
 
 
 def _relative_dir(value: Any, where: str, key: str = "figures_dir") -> str:
