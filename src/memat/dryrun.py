@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from .io import atomic_dir
+from .io import atomic_dir, atomic_write_text
 from .reproduce import ConfigError, NotebookSpec, ReproduceConfig, _defaults, read_mapping
 
 __all__ = ["DryRunSpec", "DRY_RUN_SPEC", "TINY_ARCHITECTURES", "load_dry_run_spec", "tiny_model", "dry_run_config"]
@@ -159,8 +159,6 @@ def _scaled_preset(kind: str, name: Any, overrides: Mapping[str, Any], out_dir: 
     path = out_dir / f"{kind}-{Path(str(name)).stem}.yaml"
     text = f"# {kind} preset {name!r} scaled down for a dry run (memat.dryrun); not a result setting\n"
     text += yaml.safe_dump(hp.to_dict(), sort_keys=False, allow_unicode=True)
-    from .io import atomic_write_text
-
     atomic_write_text(path, text)
     return str(path.resolve())
 
@@ -173,6 +171,7 @@ def dry_run_config(config: ReproduceConfig, spec: DryRunSpec, model: str | Path)
     stem = Path(config.source).stem if config.source not in ("config", "reproduce config") else "config"
     base = Path("build") / "dry-run" / stem
     presets = config.root / base / "presets"
+    scaled: dict[tuple[str, str], str] = {}  # (kind, preset) -> the scaled copy, written once for all notebooks
     notebooks = []
     for nb in config.notebooks:
         path = config.notebook_path(nb.name)
@@ -185,8 +184,11 @@ def dry_run_config(config: ReproduceConfig, spec: DryRunSpec, model: str | Path)
             params["MODEL"] = str(model)
         for p, kind in PRESET_PARAMETERS.items():
             if p in defaults:
-                params[p] = _scaled_preset(kind, nb.parameters.get(p, defaults[p]), spec.hparams.get(kind, {}),
-                                           presets, f"{config.source}: notebook {nb.name}")
+                name = nb.parameters.get(p, defaults[p])
+                if (kind, str(name)) not in scaled:
+                    scaled[kind, str(name)] = _scaled_preset(kind, name, spec.hparams.get(kind, {}), presets,
+                                                             f"{config.source}: notebook {nb.name}")
+                params[p] = scaled[kind, str(name)]
         notebooks.append(NotebookSpec(nb.name, params, None if nb.inputs is None else
                                       [_renamed(x, spec.rename) for x in nb.inputs]))
     report = None if config.report is None else {

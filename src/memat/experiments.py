@@ -40,23 +40,25 @@ __all__ = [
 ]
 
 
+def _project_dir(variable: str, default: str) -> Path:
+    """``<project>/$variable`` when the variable is set (the reproduce runner sets it from its config), else
+    ``<project>/<default>``; created if missing."""
+    d = project_root() / (os.environ.get(variable) or default)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
 def figures_dir() -> Path:
     """``<project>/figures``, or ``$MEMAT_FIGURES_DIR`` (relative to the project root) when set: the reproduce
     runner sets it from its config's ``figures_dir`` (``figures/full`` for ``configs/reproduce/cpu-full.yaml``),
     so that a larger run does not overwrite the figures of the CI defaults."""
-    env = os.environ.get("MEMAT_FIGURES_DIR")
-    d = project_root() / env if env else project_root() / "figures"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    return _project_dir("MEMAT_FIGURES_DIR", "figures")
 
 
 def results_dir() -> Path:
     """``<project>/results``, or ``$MEMAT_RESULTS_DIR`` (relative to the project root) when set: the reproduce
     runner sets it from its config (a dry run, :mod:`memat.dryrun`, writes under ``build/dry-run/``)."""
-    env = os.environ.get("MEMAT_RESULTS_DIR")
-    d = project_root() / env if env else project_root() / "results"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    return _project_dir("MEMAT_RESULTS_DIR", "results")
 
 
 def _atomic_write_bytes(path: Path, write) -> None:

@@ -531,7 +531,7 @@ def needs_apertium(config: ReproduceConfig, items: Sequence[PlanItem] | None = N
 
 
 @contextlib.contextmanager
-def _figures_env(figures_dir: str, results_dir: str = "results"):
+def _run_env(figures_dir: str, results_dir: str = "results"):
     """``$MEMAT_FIGURES_DIR`` and ``$MEMAT_RESULTS_DIR`` for the notebook's kernel (it inherits the
     environment), restored afterwards."""
     new = {"MEMAT_FIGURES_DIR": figures_dir, "MEMAT_RESULTS_DIR": results_dir}
@@ -585,7 +585,7 @@ def reproduce(config: ReproduceConfig, *, force: bool = False, only: Sequence[st
         t0 = time.perf_counter()
         _stamp_path(config, item.name).unlink(missing_ok=True)  # the stamp means "this version succeeded"
         try:
-            with _figures_env(config.figures_dir, config.results_dir_name):
+            with _run_env(config.figures_dir, config.results_dir_name):
                 executor(item.notebook, item.output, item.parameters, config.notebooks_dir, config.kernel)
         except Exception as exc:  # any failure of the notebook stops the run
             raise NotebookFailed(item.name, item.output, _failure_reason(exc)) from exc
