@@ -5,6 +5,12 @@ TORCH_VERSION ?= 2.13.0
 DATA_SOURCE ?= $(if $(MEMAT_DATA_SOURCE),$(MEMAT_DATA_SOURCE),$(if $(wildcard ../shared/data),$(abspath ../shared/data),))
 export MEMAT_DATA_SOURCE := $(DATA_SOURCE)
 PAPERMILL ?= $(PYTHON) -m papermill --log-level WARNING
+# One CPU instruction set for MKL, torch, oneDNN and OpenBLAS, so that floats agree across x86 machines
+# (src/memat/cpuenv.py says why; tests/test_reproduce.py checks these equal memat.cpuenv.PINNED)
+export MKL_CBWR ?= AVX2
+export ATEN_CPU_CAPABILITY ?= avx2
+export ONEDNN_MAX_CPU_ISA ?= AVX2
+export OPENBLAS_CORETYPE ?= Haswell
 # the reproduce config: configs/reproduce/cpu.yaml (CPU defaults), configs/reproduce/cpu-full.yaml (CPU, 128 edits,
 # results/*_full.json) or configs/reproduce/paper.yaml (GPU, aguila-7b)
 CONFIG ?= configs/reproduce/cpu.yaml

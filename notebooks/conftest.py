@@ -1,6 +1,17 @@
-"""nbval settings for the notebooks: keep stderr (warnings, tqdm) and progress widgets out of the
-comparison; numbers, times and addresses are sanitised by ../.nbval-sanitize.cfg."""
+"""nbval settings for the notebooks: pin the CPU instruction set (:mod:`memat.cpuenv`); keep stderr
+(warnings, tqdm) and progress widgets out of the comparison; numbers, times and addresses are sanitised by ../.nbval-sanitize.cfg."""
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# one CPU instruction set for the kernels nbval starts (they inherit this environment): memat.cpuenv
+_SRC = str(Path(__file__).resolve().parent.parent / "src")
+if _SRC not in sys.path:
+    sys.path.insert(0, _SRC)
+from memat.cpuenv import pin  # noqa: E402  (a leaf module: imports neither torch nor numpy)
+
+pin()
 
 try:
     import nbval.plugin as _nbp

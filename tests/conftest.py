@@ -17,8 +17,16 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
-import torch
+# before torch, numpy or a notebook kernel loads: one CPU instruction set (memat.cpuenv)
+_SRC = str(Path(__file__).resolve().parent.parent / "src")
+if _SRC not in sys.path:
+    sys.path.insert(0, _SRC)
+from memat.cpuenv import pin  # noqa: E402  (a leaf module: imports neither torch nor numpy)
+
+pin()
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 _TESTS = str(Path(__file__).resolve().parent)
 if _TESTS not in sys.path:

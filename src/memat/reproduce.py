@@ -532,9 +532,13 @@ def needs_apertium(config: ReproduceConfig, items: Sequence[PlanItem] | None = N
 
 @contextlib.contextmanager
 def _run_env(figures_dir: str, results_dir: str = "results"):
-    """``$MEMAT_FIGURES_DIR`` and ``$MEMAT_RESULTS_DIR`` for the notebook's kernel (it inherits the
-    environment), restored afterwards."""
-    new = {"MEMAT_FIGURES_DIR": figures_dir, "MEMAT_RESULTS_DIR": results_dir}
+    """``$MEMAT_FIGURES_DIR``, ``$MEMAT_RESULTS_DIR`` and the pinned CPU instruction set
+    (:data:`memat.cpuenv.PINNED`, unless already set) for the notebook's kernel (it inherits the environment),
+    restored afterwards."""
+    from .cpuenv import PINNED
+
+    new = {"MEMAT_FIGURES_DIR": figures_dir, "MEMAT_RESULTS_DIR": results_dir,
+           **{k: v for k, v in PINNED.items() if k not in os.environ}}
     old = {k: os.environ.get(k) for k in new}
     os.environ.update(new)
     try:
