@@ -6,7 +6,7 @@ DATA_SOURCE ?= $(if $(MEMAT_DATA_SOURCE),$(MEMAT_DATA_SOURCE),$(if $(wildcard ..
 export MEMAT_DATA_SOURCE := $(DATA_SOURCE)
 PAPERMILL ?= $(PYTHON) -m papermill --log-level WARNING
 # One CPU instruction set for MKL, torch, oneDNN and OpenBLAS, so that floats agree across x86 machines
-# (src/memat/cpuenv.py says why; tests/test_reproduce.py checks these equal memat.cpuenv.PINNED)
+# (src/memat/cpuenv.py says why; tests/test_cpuenv.py checks these equal memat.cpuenv.PINNED)
 export MKL_CBWR ?= AVX2
 export ATEN_CPU_CAPABILITY ?= avx2
 export ONEDNN_MAX_CPU_ISA ?= AVX2

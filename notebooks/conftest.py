@@ -1,5 +1,6 @@
 """nbval settings for the notebooks: pin the CPU instruction set (:mod:`memat.cpuenv`); keep stderr
-(warnings, tqdm) and progress widgets out of the comparison; numbers, times and addresses are sanitised by ../.nbval-sanitize.cfg."""
+(warnings, tqdm) and progress widgets out of the comparison; numbers, times and addresses are sanitised
+by ../.nbval-sanitize.cfg."""
 from __future__ import annotations
 
 import sys

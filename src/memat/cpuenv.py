@@ -13,7 +13,7 @@ committed outputs could pass ``pytest --nbval`` on one kind of machine and fail 
 AVX2), ``ATEN_CPU_CAPABILITY=avx2`` caps torch's own kernels, ``ONEDNN_MAX_CPU_ISA=AVX2`` oneDNN's and
 ``OPENBLAS_CORETYPE=Haswell`` OpenBLAS's (numpy, scipy, scikit-learn). They must be in the environment
 before the libraries load: ``make`` exports them, ``memat reproduce`` sets them for each notebook's kernel,
-``tests/conftest.py`` for the tests and their kernels; a value already set is kept (``setdefault``).
+``tests/conftest.py`` and ``notebooks/conftest.py`` for the tests and nbval's kernels; a value already set is kept (``setdefault``).
 Measured on the AVX2 machine: bit-identical to not pinning (logits of the embedded model, an sgemm, a
 logistic fit); ``MKL_CBWR=COMPATIBLE ATEN_CPU_CAPABILITY=default`` changes them, so the variables act.
 GPU kernels are unaffected; on an AVX-512 CPU the pinned path is somewhat slower.
