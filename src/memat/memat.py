@@ -335,7 +335,7 @@ def _loss_parts(lm: LoadedModel, corr: HeadCorrections, rows: TrainRows, hp: Mem
     if rows.kl_rows:
         with torch.no_grad():
             kb = encode(tok, [rows.seqs[i] for i in rows.kl_rows], dev)
-            hk = hidden_at_final_norm(lm, kb)
+            hk = hidden_at_final_norm(lm, kb).to(dev)  # the final norm's device to the inputs' (device_map)
             ref = F.log_softmax(lm.logits(hk[torch.arange(len(rows.kl_rows), device=dev), kb.lengths - 1]).float(), -1)
 
     norms: dict = {}
@@ -350,10 +350,11 @@ def _loss_parts(lm: LoadedModel, corr: HeadCorrections, rows: TrainRows, hp: Mem
         with corr.hook_positions(lm, rows.positions, norms=norms):
             h = hidden_at_final_norm(lm, batch)
         offset = torch.zeros_like(positions)
+    h = h.to(dev)
 
     tgt_row = torch.tensor(rows.tgt_row, device=dev)
     lp = F.log_softmax(lm.logits(h[tgt_row, torch.tensor(rows.tgt_pos, device=dev) - offset[tgt_row]]).float(), -1)
-    tok_nll = -lp.gather(-1, torch.tensor(rows.tgt_id, device=dev)[:, None])[:, 0]
+    tok_nll = -lp.gather(-1, torch.tensor(rows.tgt_id, device=lp.device)[:, None])[:, 0].to(dev)
     ones = torch.ones_like(tok_nll)
     row_nll = torch.zeros(n_rows, device=dev).index_add(0, tgt_row, tok_nll)
     row_nll = row_nll / torch.zeros(n_rows, device=dev).index_add(0, tgt_row, ones).clamp(min=1)
@@ -366,7 +367,7 @@ def _loss_parts(lm: LoadedModel, corr: HeadCorrections, rows: TrainRows, hp: Mem
         kl_rows = torch.tensor(rows.kl_rows, device=dev)
         kl_pos = positions[kl_rows] - offset[kl_rows]
         cur = F.log_softmax(lm.logits(h[kl_rows, kl_pos]).float(), -1)
-        kl_row = (cur.exp() * (cur - ref)).sum(-1)  # KL(corrected || uncorrected edited)
+        kl_row = (cur.exp() * (cur - ref)).sum(-1).to(dev)  # KL(corrected || uncorrected edited)
         item_kl = torch.zeros(n_items, device=dev).index_add(0, item[kl_rows], kl_row)
         item_kl = item_kl / torch.zeros(n_items, device=dev).index_add(0, item[kl_rows], torch.ones(len(kl_rows), device=dev)).clamp(min=1)
         kl = item_kl.mean()

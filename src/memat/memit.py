@@ -143,15 +143,15 @@ def _frozen_step(opt, shift: torch.Tensor, loss: torch.Tensor, done: torch.Tenso
 def _targets_chunk(lm, reqs, hp: MemitHparams, rows: Rows, z_layer):
     """The target vectors of one batch of requests (their rows): ``h + z_shift`` at the subject's last token,
     the shift optimised with every position replayed."""
-    dev = lm.device
-    batch = encode(lm.tokenizer, rows.seqs, dev)
+    batch = encode(lm.tokenizer, rows.seqs, lm.device)
     runner = TailRunner(lm, z_layer)
     n = len(reqs)
     with torch.no_grad():
         h0 = runner.capture(batch).float()
+        dev = h0.device  # the edited layer's: the losses are gathered here (device_map: the model spans devices)
         kl_idx = torch.tensor([rows.positions[r] for r in rows.kl_rows], device=dev)
         kl_rows = torch.tensor(rows.kl_rows, device=dev)
-        kl_init = F.log_softmax(lm.logits(runner.final[kl_rows, kl_idx]).float(), -1)
+        kl_init = F.log_softmax(lm.logits(runner.final.to(dev)[kl_rows, kl_idx]).float(), -1)
     ctx0 = torch.tensor(rows.first_row, device=dev)
     look = torch.tensor(rows.positions, device=dev)
     target_init = h0[ctx0, look[ctx0]].clone()
@@ -171,14 +171,14 @@ def _targets_chunk(lm, reqs, hp: MemitHparams, rows: Rows, z_layer):
     hist = []
     for it in range(hp.v_num_grad_steps):
         h = h0.index_put((row_all, look), z_shift[edit_all], accumulate=True).to(h0.dtype)
-        out = runner.run(h.to(lm.dtype))
+        out = runner.run(h.to(lm.dtype)).to(dev)
         lp = F.log_softmax(lm.logits(out[tgt_rows, tgt_pos]).float(), -1)
-        tok_lp = lp.gather(-1, tgt_ids[:, None])[:, 0]
+        tok_lp = lp.gather(-1, tgt_ids[:, None].to(lp.device))[:, 0].to(dev)
         row_nll = -torch.zeros(n_rows, device=dev).index_add(0, tgt_rows, tok_lp) / tok_per_row.clamp(min=1)
         nll = torch.zeros(n, device=dev).index_add(0, edit_all, row_nll * is_rw) / rows_per_edit
         kl_lp = F.log_softmax(lm.logits(out[kl_rows, kl_idx]).float(), -1)
         # as MEMIT's kl_div(init, current, log_target=True): KL(current || init)
-        kl_row = (kl_lp.exp() * (kl_lp - kl_init)).sum(-1)
+        kl_row = (kl_lp.exp() * (kl_lp - kl_init)).sum(-1).to(dev)
         kl = torch.zeros(n, device=dev).index_add(0, kl_edit, kl_row) / kl_per_edit.clamp(min=1)
         wd = hp.v_weight_decay * z_shift.norm(dim=-1) / init_norm**2
         loss = nll + hp.kl_factor * kl + wd
@@ -209,18 +209,18 @@ def _targets_chunk_suffix(lm, reqs, hp: MemitHparams, rows: Rows, z_layer):
     there on, so each row is split there: the NLL positions become ``pos - split`` and the KL position 0.
     An edit whose loss falls below ``early_stop_loss`` is frozen (as in the full method) and its rows leave
     the batch; its logged NLL/KL are those of its last evaluation."""
-    dev = lm.device
     runner = SuffixRunner(lm, z_layer)
     n = len(reqs)
     n_rows = len(rows.seqs)
-    look = torch.tensor(rows.positions, device=dev)
     try:
         h0 = runner.capture(rows.seqs, rows.positions).float()
     except SuffixUnsupported:  # a sliding window shorter than these rows: replay every position
         return _targets_chunk(lm, reqs, hp, rows, z_layer)  # [rows, S, d]; position 0 is the subject's last token
+    dev = h0.device  # the edited layer's: the losses are gathered here (device_map: the model spans devices)
+    look = torch.tensor(rows.positions, device=dev)
     with torch.no_grad():
         kl_rows = torch.tensor(rows.kl_rows, device=dev, dtype=torch.long)
-        kl_init = F.log_softmax(lm.logits(runner.final[kl_rows, 0]).float(), -1)
+        kl_init = F.log_softmax(lm.logits(runner.final.to(dev)[kl_rows, 0]).float(), -1)
     ctx0 = torch.tensor(rows.first_row, device=dev)
     target_init = h0[ctx0, 0].clone()
     init_norm = target_init.norm(dim=-1)
@@ -243,15 +243,15 @@ def _targets_chunk_suffix(lm, reqs, hp: MemitHparams, rows: Rows, z_layer):
         pos_of[live] = torch.arange(len(live), device=dev)
         h = h0.clone()
         h[:, 0] = h[:, 0] + z_shift[edit_all[live]]
-        out = runner.run(h.to(lm.dtype))
+        out = runner.run(h.to(lm.dtype)).to(dev)
         t_sel = (pos_of[tgt_rows] >= 0).nonzero()[:, 0]
         lp = F.log_softmax(lm.logits(out[pos_of[tgt_rows[t_sel]], tgt_pos[t_sel]]).float(), -1)
-        tok_lp = lp.gather(-1, tgt_ids[t_sel, None])[:, 0]
+        tok_lp = lp.gather(-1, tgt_ids[t_sel, None].to(lp.device))[:, 0].to(dev)
         row_nll = -torch.zeros(n_rows, device=dev).index_add(0, tgt_rows[t_sel], tok_lp) / tok_per_row.clamp(min=1)
         nll = torch.zeros(n, device=dev).index_add(0, edit_all, row_nll * is_rw) / rows_per_edit
         k_sel = (pos_of[kl_rows] >= 0).nonzero()[:, 0]
         kl_lp = F.log_softmax(lm.logits(out[pos_of[kl_rows[k_sel]], 0]).float(), -1)
-        kl_row = (kl_lp.exp() * (kl_lp - kl_init[k_sel])).sum(-1)  # KL(current || init), as MEMIT
+        kl_row = (kl_lp.exp() * (kl_lp - kl_init[k_sel.to(kl_init.device)])).sum(-1).to(dev)  # KL(current || init), as MEMIT
         kl = torch.zeros(n, device=dev).index_add(0, kl_edit[k_sel], kl_row) / kl_per_edit.clamp(min=1)
         wd = hp.v_weight_decay * z_shift.norm(dim=-1) / init_norm**2
         loss = nll + hp.kl_factor * kl + wd
@@ -319,11 +319,12 @@ def _keys_and_states(lm, reqs, layer: int, z_layer: int, contexts, batch_size: i
             lm.model(**b.to_model_kwargs(), use_cache=False)
         rows = torch.arange(len(seqs), device=lm.device)
         li = torch.tensor(look, device=lm.device)
-        k = td[mlp_name].input[rows, li].float().view(len(chunk), n_ctx, -1)
-        k = (k * weights[None, :, None]).sum(1)
+        x = td[mlp_name].input  # on the layer's device (device_map)
+        k = x[rows.to(x.device), li.to(x.device)].float().view(len(chunk), n_ctx, -1)
+        k = (k * weights.to(k.device)[None, :, None]).sum(1)
         zo = td[z_name].output
         zo = zo[0] if isinstance(zo, tuple) else zo
-        z = zo[rows, li].float().view(len(chunk), n_ctx, -1)[:, 0]
+        z = zo[rows.to(zo.device), li.to(zo.device)].float().view(len(chunk), n_ctx, -1)[:, 0]
         keys.append(k)
         zs.append(z)
     return torch.cat(keys), torch.cat(zs)
@@ -415,8 +416,9 @@ def layer_update(lm: LoadedModel, layer: int, keys: torch.Tensor, resid: torch.T
     The solve runs on ``solve_device`` (default: the keys' device) in ``solve_dtype``, and the update is
     returned there."""
     W = lm.mlp_out_weight(layer)  # [d_out, d_in] view
+    resid = resid.to(keys.device)  # the last edited layer's device to the keys' (device_map)
     if lm.spec.post_mlp_norm is not None:
-        g = _rms_gain(lm.module("post_mlp_norm", layer), W.shape[0], lm.device, lm.dtype)
+        g = _rms_gain(lm.module("post_mlp_norm", layer), W.shape[0], W.device, lm.dtype)
         m = keys @ W.float().T
         bias = getattr(lm.module("mlp_out", layer), "bias", None)
         if bias is not None:

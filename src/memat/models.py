@@ -185,6 +185,14 @@ class LoadedModel:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def device_of(self, site: str, layer: int | None = None) -> torch.device:
+        """The device of a site's module (``"layer"``, ``"mlp_out"``, ``"final_norm"``, ``"unembed"``, ...):
+        its first parameter's, else :attr:`device`. With ``device_map`` a model spans several devices, and a
+        tensor that meets a module's input or output must be built on that module's device."""
+        mod = self.module(site, layer)
+        t = next(iter(mod.parameters()), None)
+        return t.device if t is not None else self.device
+
     @property
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
@@ -249,7 +257,8 @@ class LoadedModel:
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """Logits from final-norm outputs ``h`` (only the rows you pass: compute logits only where read)."""
-        out = self.module("unembed")(h)
+        unembed = self.module("unembed")
+        out = unembed(h.to(unembed.weight.device))
         cap = self.logit_softcap
         if cap:
             out = torch.tanh(out / cap) * cap

@@ -184,7 +184,7 @@ def _ffn_image(lm: LoadedModel, layer: int, m: torch.Tensor) -> torch.Tensor:
 
 
 def _targets_chunk(lm: LoadedModel, reqs, hp: PmetHparams, rows: Rows, z_layer: int, method: str = "full") -> PmetTargets:
-    dev = lm.device
+    dev = lm.device_of("layer", z_layer)  # the shifts' and losses' device (device_map: the model spans devices)
     attn_name, mlp_name = lm.name_of("attn_out", z_layer), lm.name_of("mlp_out", z_layer)
     n = len(reqs)
     suffix = method == "suffix" and z_layer > 0
@@ -197,7 +197,7 @@ def _targets_chunk(lm: LoadedModel, reqs, hp: PmetHparams, rows: Rows, z_layer: 
             except SuffixUnsupported:
                 suffix = False
         if not suffix:
-            batch = encode(lm.tokenizer, rows.seqs, dev)
+            batch = encode(lm.tokenizer, rows.seqs, lm.device)
             runner = _BlockTail(lm, z_layer)
             with TraceDict(lm.model, [attn_name, mlp_name]) as td:  # cloned: Falcon adds attention in place
                 h0 = runner.capture(batch)
@@ -206,7 +206,7 @@ def _targets_chunk(lm: LoadedModel, reqs, hp: PmetHparams, rows: Rows, z_layer: 
         offset = torch.tensor(rows.positions, device=dev) if suffix else torch.zeros(len(rows.seqs), dtype=torch.long, device=dev)
         kl_rows = torch.tensor(rows.kl_rows, device=dev, dtype=torch.long)
         kl_idx = torch.tensor([rows.positions[r] for r in rows.kl_rows], device=dev, dtype=torch.long) - offset[kl_rows]
-        kl_init = F.log_softmax(lm.logits(runner.final[kl_rows, kl_idx]).float(), -1)
+        kl_init = F.log_softmax(lm.logits(runner.final.to(dev)[kl_rows, kl_idx]).float(), -1)
     ctx0 = torch.tensor(rows.first_row, device=dev)
     look = torch.tensor(rows.positions, device=dev) - offset
     m_init = m_out[ctx0, look[ctx0]].float()  # the plain prompt's value, as the reference records it
@@ -244,16 +244,16 @@ def _targets_chunk(lm: LoadedModel, reqs, hp: PmetHparams, rows: Rows, z_layer: 
     argmax_all = torch.zeros(n, dtype=torch.bool, device=dev)
     with TraceDict(lm.model, [attn_name, mlp_name], retain_output=False, edit_output=add_shifts):
         for it in range(hp.v_num_grad_steps):
-            out = runner.run(h0)
+            out = runner.run(h0).to(dev)
             lp = F.log_softmax(lm.logits(out[tgt_rows, tgt_pos]).float(), -1)
-            tok_lp = lp.gather(-1, tgt_ids[:, None])[:, 0]
+            tok_lp = lp.gather(-1, tgt_ids[:, None].to(lp.device))[:, 0].to(dev)
             row_nll = -torch.zeros(n_rows, device=dev).index_add(0, tgt_rows, tok_lp) / tok_per_row.clamp(min=1)
             nll = torch.zeros(n, device=dev).index_add(0, edit_all, row_nll * is_rw) / rows_per_edit
             # the reference's "max_prob == prob": every target token of every rewrite prompt is the argmax
-            not_max = (tok_lp.detach() < lp.detach().max(-1).values).float()
+            not_max = (tok_lp.detach() < lp.detach().max(-1).values.to(dev)).float()
             argmax_all = torch.zeros(n, device=dev).index_add(0, tok_edit, not_max) == 0
             kl_lp = F.log_softmax(lm.logits(out[kl_rows, kl_idx]).float(), -1)
-            kl_row = (kl_lp.exp() * (kl_lp - kl_init)).sum(-1)  # KL(current || init), as MEMIT/PMET
+            kl_row = (kl_lp.exp() * (kl_lp - kl_init)).sum(-1).to(dev)  # KL(current || init), as MEMIT/PMET
             kl = torch.zeros(n, device=dev).index_add(0, kl_edit, kl_row) / kl_per_edit.clamp(min=1)
             wd = hp.v_weight_decay * (shift_ffn.norm(dim=-1) / m_norm**2 + shift_attn.norm(dim=-1) / a_norm**2)
             loss = nll_w * nll + hp.kl_factor * kl + wd
@@ -316,7 +316,7 @@ def _ffn_contribution(lm: LoadedModel, reqs: Sequence[EditRequest], layer: int, 
         with TraceDict(lm.model, [site], stop=True) as td:
             lm.model(**b.to_model_kwargs(), use_cache=False)
         o = _first(td[site].output)
-        out.append(o[torch.arange(len(seqs), device=lm.device), torch.tensor(look, device=lm.device)].float())
+        out.append(o[torch.arange(len(seqs), device=o.device), torch.tensor(look, device=o.device)].float())
     return torch.cat(out)
 
 
@@ -364,7 +364,7 @@ def compute_pmet(
         zs, logs = targets.ffn, targets.logs
     else:
         zs, logs = targets
-    zs = zs.to(lm.device).float()
+    zs = zs.to(lm.device_of("layer", z_layer)).float()  # where _ffn_contribution reads (device_map)
     if zs.shape != (len(requests), lm.hidden_size):
         raise ValueError(f"targets have shape {tuple(zs.shape)}, expected {(len(requests), lm.hidden_size)}")
 

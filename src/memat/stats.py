@@ -262,7 +262,7 @@ def compute_second_moments(
     stored in. (ROME/MEMIT's ``runningstats.SecondMoment`` accumulates in float32 throughout.)"""
     names = {lm.name_of("mlp_out", l): l for l in layers}
     d = lm.mlp_out_weight(layers[0]).shape[1]
-    acc = {l: torch.zeros(d, d, dtype=torch.float64, device=lm.device) for l in layers}
+    acc = {l: torch.zeros(d, d, dtype=torch.float64, device=lm.device_of("mlp_out", l)) for l in layers}  # each layer's device
     count = 0
     tok = lm.tokenizer
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # length-sorted batches: little padding
@@ -276,7 +276,8 @@ def compute_second_moments(
         if skip_bos and tok.bos_token_id is not None:
             m &= batch.input_ids != tok.bos_token_id  # never a MEMIT key; an outlier in Llama/Gemma
         for name, l in names.items():
-            k = td[name].input[m].float()
+            x = td[name].input
+            k = x[m.to(x.device)].float()
             acc[l] += k.T @ k
         count += int(m.sum())
     return {l: a / count for l, a in acc.items()}, count
