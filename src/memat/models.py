@@ -257,8 +257,7 @@ class LoadedModel:
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """Logits from final-norm outputs ``h`` (only the rows you pass: compute logits only where read)."""
-        unembed = self.module("unembed")
-        out = unembed(h.to(unembed.weight.device))
+        out = self.module("unembed")(h.to(self.device_of("unembed")))
         cap = self.logit_softcap
         if cap:
             out = torch.tanh(out / cap) * cap
